@@ -1,0 +1,147 @@
+"""The tiny base model: a word-level tokenizer and a small GPT-2, trained with TRL's SFTTrainer on
+the world's corpus so that its samples show the corpus's spread over every objective.
+
+`ensure_base()` trains once per cache key (lexicon, architecture, training settings, seed) into
+the cache directory ($MOALIGN_CACHE, default ~/.cache/moalign) and returns it; later calls are
+instant. `write_base(out)` copies it into a plain HF directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from moalign.files import atomic_dir
+from moalign.world.lexicon import vocabulary
+
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<eos>", "<system>", "<user>", "<assistant>")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'assistant' %}<assistant> {{ m['content'] }} <eos> "
+    "{% else %}<{{ m['role'] }}> {{ m['content'] }} {% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+ARCH = {"n_embd": 128, "n_layer": 3, "n_head": 4, "n_positions": 256}
+TRAIN = {"epochs": 3, "batch_size": 32, "learning_rate": 3e-3, "warmup_steps": 0.05}
+BASE_VERSION = 1
+
+
+def build_tokenizer():
+    """A word-level tokenizer over the world's vocabulary with a chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    for w in vocabulary():
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
+                                   eos_token="<eos>", model_max_length=ARCH["n_positions"])
+    fast.chat_template = CHAT_TEMPLATE
+    fast.padding_side = "left"
+    return fast
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MOALIGN_CACHE", "~/.cache/moalign")).expanduser()
+
+
+def cache_key(seed: int) -> str:
+    payload = json.dumps({"vocab": vocabulary(), "arch": ARCH, "train": TRAIN, "seed": seed,
+                          "template": CHAT_TEMPLATE, "version": BASE_VERSION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _train(out: Path, seed: int, progress: bool) -> dict:
+    """SFT a fresh tiny GPT-2 on the world's corpus with TRL; save model + tokenizer into `out`."""
+    import torch
+    from datasets import Dataset
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from trl import SFTConfig, SFTTrainer
+
+    from moalign.models import render_prompt
+    from moalign.world.build import build_world
+
+    tok = build_tokenizer()
+    with tempfile.TemporaryDirectory() as tmp:
+        build_world(Path(tmp), seed=seed)
+        rows = [json.loads(line) for line in open(Path(tmp) / "data" / "sft.jsonl")]
+    data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"]), "completion": " " + r["response"]}
+                              for r in rows])
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                        pad_token_id=tok.pad_token_id, **ARCH)
+    model = GPT2LMHeadModel(config)
+    args = SFTConfig(output_dir=str(out / "_trainer"), num_train_epochs=TRAIN["epochs"],
+                     per_device_train_batch_size=TRAIN["batch_size"], learning_rate=TRAIN["learning_rate"],
+                     warmup_steps=TRAIN["warmup_steps"], lr_scheduler_type="cosine", weight_decay=0.0,
+                     logging_steps=50, save_strategy="no", report_to=[], seed=seed, use_cpu=True,
+                     max_length=ARCH["n_positions"], disable_tqdm=not progress, dataloader_num_workers=0)
+    start = time.time()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
+    result = trainer.train()
+    seconds = time.time() - start
+    shutil.rmtree(out / "_trainer", ignore_errors=True)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return {"train_seconds": round(seconds, 2), "train_loss": round(float(result.training_loss), 4),
+            "examples": len(rows)}
+
+
+def base_means(path: Path, seed: int = 0, n_prompts: int = 64) -> dict[str, float]:
+    """Mean of each world objective over the base's samples on the held-out prompts."""
+    import numpy as np
+
+    from moalign.models import generate, load_causal_lm, load_tokenizer
+    from moalign.world.build import _split_prompts
+    from moalign.world.scoring import OBJECTIVES, score
+
+    _, evals = _split_prompts(np.random.default_rng(seed), n_prompts)
+    prompts = [p for p, _ in evals]
+    responses = generate(load_causal_lm(path), load_tokenizer(path), prompts, max_new_tokens=64, seed=seed)
+    return {o: round(float(score(o, prompts, responses).mean()), 4) for o in OBJECTIVES}
+
+
+def ensure_base(seed: int = 0, progress: bool = True) -> Path:
+    """The cached base for `seed`, trained on first use."""
+    from moalign.steerable import Manifest
+    from moalign.world.scoring import OBJECTIVES
+
+    key = cache_key(seed)
+    path = cache_root() / f"base-{key}"
+    if (path / "moalign.json").exists():
+        return path
+    with atomic_dir(path, overwrite=True) as tmp:
+        metrics = _train(tmp, seed, progress)
+        metrics["objective_means"] = base_means(tmp, seed)
+        Manifest(method="base", objectives=list(OBJECTIVES), steering={"kind": "fixed"},
+                 recipe={"seed": seed, "arch": ARCH, "train": TRAIN, "cache_key": key},
+                 metrics=metrics).write(tmp)
+    return path
+
+
+def write_base(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, progress: bool = True) -> Path:
+    """A plain HF directory (model, tokenizer, moalign.json) of the base for `seed` at `out`.
+    Instant when `out` already holds this base or the cache does."""
+    from moalign.steerable import MANIFEST
+    out = Path(out).expanduser().absolute()
+    key = cache_key(seed)
+    if (out / MANIFEST).exists():
+        try:
+            if json.loads((out / MANIFEST).read_text())["recipe"]["cache_key"] == key:
+                return out
+        except (KeyError, json.JSONDecodeError, TypeError):
+            pass
+    cached = ensure_base(seed, progress)
+    with atomic_dir(out, overwrite) as tmp:
+        shutil.copytree(cached, tmp, dirs_exist_ok=True)
+    return out
