@@ -43,15 +43,23 @@ class Preference:
         self.weights = np.array(values, dtype=np.float64) / total
 
     @classmethod
-    def parse(cls, spec: PreferenceLike, objectives: Sequence[str]) -> "Preference":
-        """From a Preference, a dict, a list in objective order, or 'helpful=0.7,harmless=0.3'."""
+    def parse(cls, spec: PreferenceLike, objectives: Sequence[str] | None = None) -> "Preference":
+        """From a Preference, a dict, a list in objective order, or 'helpful=0.7,harmless=0.3'.
+        With `objectives` None, the names are the ones the spec gives."""
         if isinstance(spec, Preference):
-            return cls(spec.as_dict(), objectives)
+            return cls(spec.as_dict(), objectives or spec.objectives)
         if isinstance(spec, Mapping):
-            return cls(spec, objectives)
+            return cls(spec, objectives or list(spec))
         if isinstance(spec, str):
             parts = [p.strip() for p in spec.split(",") if p.strip()]
             if parts and all("=" not in p for p in parts):
+                for part in parts:
+                    try:
+                        float(part)
+                    except ValueError:
+                        raise MoalignError(f"preference: expected name=weight, got {part!r}") from None
+                if objectives is None:
+                    raise MoalignError("preference: name the objectives (helpful=0.7,harmless=0.3)")
                 return cls.parse(parts, objectives)
             weights = {}
             for part in parts:
@@ -59,7 +67,9 @@ class Preference:
                 if not sep:
                     raise MoalignError(f"preference: expected name=weight, got {part!r}")
                 weights[name.strip()] = value.strip()
-            return cls(weights, objectives)
+            return cls(weights, objectives or list(weights))
+        if objectives is None:
+            raise MoalignError("preference: a list of weights needs the objectives' names")
         values = list(spec)
         if len(values) != len(objectives):
             raise MoalignError(f"preference: {len(values)} weights for {len(objectives)} objectives "

@@ -124,6 +124,13 @@ class FixedPolicy(SteerablePolicy):
         super().__init__(path, manifest)
         self._model = None
 
+    def preference(self, preference: PreferenceLike | None = None, user: str | None = None
+                   ) -> Preference | None:
+        """Checked (non-negative, finite, not all zero, known names where the manifest lists any)."""
+        if user is not None:
+            return self.user_preference(user)
+        return None if preference is None else Preference.parse(preference, self.objectives or None)
+
     def model_for(self, preference: PreferenceLike | None = None):
         self.preference(preference)
         if self._model is None:

@@ -67,6 +67,7 @@ def _train(out: Path, seed: int, progress: bool) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from moalign.models import render_prompt
+    from moalign.training import quiet, trainer_kwargs
     from moalign.world.build import build_world
 
     tok = build_tokenizer()
@@ -79,13 +80,12 @@ def _train(out: Path, seed: int, progress: bool) -> dict:
     config = GPT2Config(vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
                         pad_token_id=tok.pad_token_id, **ARCH)
     model = GPT2LMHeadModel(config)
-    args = SFTConfig(output_dir=str(out / "_trainer"), num_train_epochs=TRAIN["epochs"],
-                     per_device_train_batch_size=TRAIN["batch_size"], learning_rate=TRAIN["learning_rate"],
-                     warmup_steps=TRAIN["warmup_steps"], lr_scheduler_type="cosine", weight_decay=0.0,
-                     logging_steps=50, save_strategy="no", report_to=[], seed=seed, use_cpu=True,
-                     max_length=ARCH["n_positions"], disable_tqdm=not progress, dataloader_num_workers=0)
+    args = SFTConfig(num_train_epochs=TRAIN["epochs"], per_device_train_batch_size=TRAIN["batch_size"],
+                     learning_rate=TRAIN["learning_rate"], warmup_steps=TRAIN["warmup_steps"],
+                     lr_scheduler_type="cosine", weight_decay=0.0, max_length=ARCH["n_positions"],
+                     **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
     start = time.time()
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
+    trainer = quiet(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
     result = trainer.train()
     seconds = time.time() - start
     shutil.rmtree(out / "_trainer", ignore_errors=True)

@@ -170,3 +170,27 @@ def build_world(out: Path, seed: int = 0, sizes: WorldSizes | None = None) -> Wo
 def load_spec(world_dir: Path) -> dict:
     path = Path(world_dir) / "world.json"
     return json.loads(path.read_text())
+
+
+def ensure_world(seed: int = 0) -> Path:
+    """The world for `seed` with default sizes, built once into the cache directory."""
+    import hashlib
+
+    from moalign.files import atomic_dir
+    from moalign.world.base import cache_root
+    from moalign.world.lexicon import vocabulary
+
+    key = hashlib.sha256(json.dumps([FORMAT_VERSION, seed, asdict(WorldSizes()), vocabulary()])
+                         .encode()).hexdigest()[:12]
+    path = cache_root() / f"world-{seed}-{key}"
+    if not (path / "world.json").exists():
+        with atomic_dir(path, overwrite=True) as tmp:
+            build_world(tmp, seed)
+    return path
+
+
+def eval_prompts(seed: int = 0, n: int | None = None) -> list[str]:
+    """The world's held-out prompts for `seed` (the same split `build_world` writes)."""
+    _, evals = _split_prompts(np.random.default_rng(seed), WorldSizes().eval_prompts)
+    prompts = [p for p, _ in evals]
+    return prompts[:n] if n else prompts

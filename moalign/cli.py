@@ -1,0 +1,189 @@
+"""The `moalign` command. Thin: each command parses, validates, and calls one library function.
+A `MoalignError` anywhere becomes one line on stderr and exit status 2, with no traceback."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from moalign.errors import MoalignError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Multi-objective and personalized alignment: train, compare and serve steerable policies.")
+world_app = typer.Typer(no_args_is_help=True, help="The synthetic world (datasets and users).")
+app.add_typer(world_app, name="world")
+console = Console()
+err = Console(stderr=True)
+
+OUT = typer.Option(..., "--out", "-o", help="Output directory.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace a non-empty output directory.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def _quiet_libraries() -> None:
+    """Library chatter (per-call progress bars, advisory warnings) hides moalign's own output."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
+    import datasets
+    import transformers
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+@world_app.command("build")
+def world_build(out: Path = OUT, seed: int = typer.Option(0, help="World seed."), overwrite: bool = OVERWRITE):
+    """Write the world's datasets and world.json (same seed, byte-identical files)."""
+    from moalign.files import atomic_dir
+    from moalign.world import build_world
+    with atomic_dir(out, overwrite) as tmp:
+        spec = build_world(tmp, seed)
+    console.print(f"world (seed {seed}) -> {out}: " + ", ".join(f"{k} ({v})" for k, v in spec.files.items()))
+
+
+@app.command()
+def base(out: Path = OUT, seed: int = typer.Option(0, help="World seed the base is trained on."),
+         overwrite: bool = OVERWRITE, quiet: bool = QUIET):
+    """Write the tiny base model (plain HF directory); trained once, then cached."""
+    from moalign.world.base import write_base
+    path = write_base(out, seed, overwrite=overwrite, progress=not quiet)
+    metrics = json.loads((path / "moalign.json").read_text())["metrics"]
+    console.print(f"base -> {path}  objective means: {metrics['objective_means']}")
+
+
+@app.command()
+def train(recipe: Path = typer.Argument(..., help="Recipe YAML (policies/*.yaml, soups/*.yaml)."),
+          overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. lr=1e-4"),
+          out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output (default: the recipe's `out`)."),
+          overwrite: bool = OVERWRITE, quiet: bool = QUIET):
+    """Train the recipe's method and write a steerable checkpoint."""
+    from moalign.policies import train_recipe
+    path = train_recipe(recipe, overrides or [], out=str(out) if out else None, overwrite=overwrite,
+                        progress=not quiet)
+    console.print(f"checkpoint -> {path}")
+
+
+@app.command()
+def merge(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint."),
+          preference: str = typer.Option(..., "--preference", "-p", help="e.g. helpful=0.3,harmless=0.7"),
+          out: Path = OUT, overwrite: bool = OVERWRITE):
+    """Write the model a checkpoint gives for one preference as a plain HF directory."""
+    from moalign.files import atomic_dir
+    from moalign.steerable import load_steerable
+    policy = load_steerable(checkpoint)
+    pref = policy.preference(preference)
+    model = policy.model_for(pref)
+    with atomic_dir(out, overwrite) as tmp:
+        model.save_pretrained(tmp)
+        policy.tokenizer.save_pretrained(tmp)
+    console.print(f"model for {pref} -> {out}")
+
+
+@app.command()
+def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or plain HF model dir)."),
+          eval: Path = typer.Option(..., "--eval", "-e", help="Eval suite YAML (evals/*.yaml)."),
+          grid: Optional[int] = typer.Option(None, help="das-dennis partitions (overrides the suite)."),
+          method: Optional[str] = typer.Option(None, help="Name in front.json (default: the checkpoint's)."),
+          out: Path = OUT, overwrite: bool = OVERWRITE, quiet: bool = QUIET):
+    """Trace a checkpoint's front: front.json and front.png."""
+    from moalign.config import load_suite
+    from moalign.evals.front import trace_front, write_front
+    from moalign.files import check_out
+    from moalign.steerable import load_steerable
+    check_out(out.absolute(), overwrite)
+    suite = load_suite(eval, [f"grid={grid}"] if grid else [])
+    result = trace_front(load_steerable(checkpoint), suite, method=method, eval_path=str(eval), progress=not quiet)
+    path = write_front(result, out, overwrite)
+    _front_table([result])
+    console.print(f"front -> {path}\nplot -> {path.parent / 'front.png'}")
+
+
+@app.command()
+def plot(fronts: List[Path] = typer.Argument(..., help="front.json files (or their directories)."),
+         out: Path = typer.Option(..., "--out", "-o", help="PNG to write."),
+         title: Optional[str] = typer.Option(None, help="Figure title.")):
+    """Draw several fronts on one figure (2-D scatter, or parallel coordinates for 3+ objectives)."""
+    from moalign.evals.front import read_front
+    from moalign.evals.plot import plot_fronts
+    loaded = [read_front(f) for f in fronts]
+    _front_table(loaded)
+    console.print(f"plot -> {plot_fronts(loaded, out, title)}")
+
+
+@app.command()
+def generate(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or plain HF model dir)."),
+             prompt: List[str] = typer.Option(..., "--prompt", "-p", help="Prompt (repeatable)."),
+             preference: Optional[str] = typer.Option(None, help="e.g. helpful=0.7,harmless=0.3"),
+             user: Optional[str] = typer.Option(None, help="A user id the checkpoint knows."),
+             max_new_tokens: int = typer.Option(64, min=1, max=4096),
+             greedy: bool = typer.Option(False, help="Greedy decoding instead of sampling."),
+             temperature: float = typer.Option(1.0, min=1e-6), seed: int = typer.Option(0)):
+    """Answer prompts with a checkpoint, steered by a preference or a user."""
+    from moalign.steerable import load_steerable
+    policy = load_steerable(checkpoint)
+    answers = policy.generate(prompt, preference=preference, user=user, max_new_tokens=max_new_tokens,
+                              do_sample=not greedy, temperature=temperature, seed=seed)
+    for p, a in zip(prompt, answers):
+        console.print(f"[bold]> {p}[/]\n{a}", highlight=False)
+
+
+@app.command()
+def serve(checkpoints: Optional[List[Path]] = typer.Argument(None)):
+    """Serve checkpoints over an OpenAI-compatible API (arrives with the serving issue)."""
+    raise MoalignError("serve is not available yet in this version; use `moalign generate` meanwhile")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output directory."),
+         seed: int = typer.Option(0, help="World seed."), overwrite: bool = OVERWRITE, quiet: bool = QUIET):
+    """World -> base -> every method -> fronts -> one plot and a summary table."""
+    from moalign.demo import run_demo
+    summary = run_demo(out, seed, overwrite=overwrite, progress=not quiet, console=console)
+    table = Table(title=f"moalign demo (seed {seed}, {summary['suite']})")
+    for col in ("method", "points", "pareto", "hypervolume", "best point", "train s", "eval s"):
+        table.add_column(col)
+    for r in summary["methods"]:
+        best = ", ".join(f"{k} {v:.3f}" for k, v in r["best_scores"].items())
+        table.add_row(r["method"], str(r["points"]), str(r["pareto_points"]), f"{r['hypervolume']:.4f}",
+                      best, str(r["train_seconds"]), str(r["eval_seconds"]))
+    console.print(table)
+    console.print(f"plot -> {summary['plot']}\nwall time {summary['wall_seconds']} s")
+
+
+def _front_table(fronts: list[dict]) -> None:
+    table = Table()
+    for col in ("method", "points", "pareto", "hypervolume", *fronts[0]["objectives"]):
+        table.add_column(col)
+    for f in fronts:
+        means = {o: sum(p["scores"][o] for p in f["points"]) / len(f["points"]) for o in f["objectives"]}
+        table.add_row(f["method"], str(len(f["points"])), str(len(f["pareto_indices"])),
+                      f"{f['hypervolume']:.4f}", *(f"{means[o]:.3f}" for o in f["objectives"]))
+    console.print(table)
+
+
+def main() -> None:
+    _quiet_libraries()
+    try:
+        code = app(standalone_mode=False)
+    except MoalignError as e:
+        err.print(f"error: {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

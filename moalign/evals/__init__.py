@@ -1,0 +1,1 @@
+"""Evaluation: rollouts, fronts (front.json), Pareto maths (pymoo) and plots."""

@@ -1,0 +1,99 @@
+"""Trace a steerable policy's front: for each preference, generate on the suite's prompts, score
+every objective, average. The same seeded decoding at every point, so a policy that ignores its
+preference yields one point repeated. Writes `front.json` (DESIGN.md schema) and a plot.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from moalign.config import EvalSuite
+from moalign.errors import MoalignError
+from moalign.evals.pareto import hypervolume, non_dominated
+from moalign.objectives import get_objective
+from moalign.preference import Preference, grid
+from moalign.progress import track
+from moalign.steerable import SteerablePolicy
+
+FORMAT_VERSION = 1
+
+
+def suite_prompts(suite: EvalSuite) -> list:
+    from moalign.data import load_data
+    from moalign.world import resolve
+
+    prompts = list(load_data(resolve(suite.prompts), "prompts")["prompt"])
+    return prompts[:suite.n_prompts] if suite.n_prompts else prompts
+
+
+def rollout(policy: SteerablePolicy, prompts: list, objectives: dict, preference=None, user=None,
+            generation: dict | None = None) -> tuple[dict[str, float], list[str], int]:
+    """Mean score per objective of the policy's answers, the answers, and their token count."""
+    responses = policy.generate(prompts, preference=preference, user=user, **(generation or {}))
+    scores = {name: float(np.mean(obj.score(prompts, responses))) for name, obj in objectives.items()}
+    tok = policy.tokenizer
+    tokens = sum(len(tok(r, add_special_tokens=False)["input_ids"]) for r in responses)
+    return scores, responses, tokens
+
+
+def summarise(points: list[dict], objectives: Sequence[str], reference: Sequence[float]) -> dict:
+    matrix = [[p["scores"][o] for o in objectives] for p in points]
+    return {"pareto_indices": non_dominated(matrix), "hypervolume": hypervolume(matrix, reference)}
+
+
+def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None = None,
+                preferences: Sequence[Preference] | None = None, eval_path: str | None = None,
+                progress: bool = True) -> dict:
+    """The front of `policy` under `suite`, as a front.json dictionary."""
+    names = list(suite.objectives)
+    objectives = {n: get_objective(spec, n) for n, spec in suite.objectives.items()}
+    prompts = suite_prompts(suite)
+    if not prompts:
+        raise MoalignError(f"{suite.prompts}: no prompts to evaluate on")
+    prefs = list(preferences) if preferences is not None else grid(names, suite.grid)
+    generation = suite.generation.model_dump()
+    points, tokens, start = [], 0, time.time()
+    for pref in track(prefs, "tracing front", enabled=progress):
+        scores, responses, n = rollout(policy, prompts, objectives, pref.as_dict(), generation=generation)
+        tokens += n
+        points.append({"preference": {k: round(v, 6) for k, v in pref.as_dict().items()},
+                       "scores": {k: round(v, 6) for k, v in scores.items()}, "n_prompts": len(prompts),
+                       "samples": [{"prompt": p, "response": r} for p, r in
+                                   zip(prompts[:suite.samples_per_point], responses)]})
+    train_seconds = policy.manifest.metrics.get("train_seconds")
+    return {"format_version": FORMAT_VERSION, "method": method or policy.manifest.method,
+            "checkpoint": str(policy.path), "eval": eval_path or suite.name, "objectives": names,
+            "reference_point": list(suite.reference_point), "generation": generation, "points": points,
+            **summarise(points, names, suite.reference_point),
+            "compute": {"train_seconds": train_seconds, "eval_seconds": round(time.time() - start, 2),
+                        "generated_tokens": tokens}}
+
+
+def write_front(front: dict, out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """`out/front.json` and `out/front.png`, written atomically."""
+    from moalign.evals.plot import plot_fronts
+    from moalign.files import atomic_dir
+
+    with atomic_dir(out, overwrite) as tmp:
+        (tmp / "front.json").write_text(json.dumps(front, indent=1) + "\n")
+        plot_fronts([front], tmp / "front.png")
+    return Path(out).absolute() / "front.json"
+
+
+def read_front(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "front.json"
+    try:
+        front = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise MoalignError(f"{path}: not a readable front.json ({e})") from None
+    missing = [k for k in ("objectives", "points", "method", "reference_point") if k not in front]
+    if missing:
+        raise MoalignError(f"{p}: not a front.json (missing {', '.join(missing)})")
+    return front

@@ -1,0 +1,55 @@
+"""Shared fixtures. The tiny base is trained once per cache key (MOALIGN_CACHE, default
+~/.cache/moalign) and reused by every test and later runs; worlds are built per session."""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet():
+    from moalign.cli import _quiet_libraries
+    _quiet_libraries()
+
+
+@pytest.fixture(scope="session")
+def world_dir(tmp_path_factory):
+    from moalign.world import build_world
+    path = tmp_path_factory.mktemp("world")
+    build_world(path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_dir():
+    from moalign.world.base import ensure_base
+    return ensure_base(0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from moalign.world.base import build_tokenizer
+    return build_tokenizer()
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run `moalign ARGS` in-process: (exit code, stdout, stderr)."""
+    from moalign.cli import main
+
+    def run(*args: str):
+        monkeypatch.setattr(sys, "argv", ["moalign", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from moalign.config import load_suite
+from moalign.errors import MoalignError
+from moalign.evals.front import read_front, trace_front, write_front
+from moalign.evals.pareto import hypervolume
+from moalign.evals.plot import plot_fronts
+from moalign.steerable import load_steerable
+
+
+@pytest.fixture(scope="module")
+def base_front(base_dir):
+    suite = load_suite("evals/world.yaml", ["grid=3", "n_prompts=32"])
+    return trace_front(load_steerable(base_dir), suite, method="base", progress=False)
+
+
+def test_fixed_policy_front_is_one_point_repeated(base_front):
+    points = base_front["points"]
+    assert len(points) == 4
+    assert all(p["scores"] == points[0]["scores"] for p in points)
+    assert [p["preference"]["helpful"] for p in points] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    s = points[0]["scores"]
+    assert 0 < s["helpful"] < 1 and 0 < s["harmless"] < 1
+    assert base_front["hypervolume"] == pytest.approx(s["helpful"] * s["harmless"], rel=1e-5)
+    assert base_front["pareto_indices"] == [0, 1, 2, 3]
+    assert base_front["compute"]["generated_tokens"] > 32
+
+
+def test_front_json_schema_and_round_trip(base_front, tmp_path):
+    path = write_front(base_front, tmp_path / "f")
+    data = json.loads(path.read_text())
+    for key in ("format_version", "method", "checkpoint", "eval", "objectives", "reference_point", "points",
+                "pareto_indices", "hypervolume", "compute"):
+        assert key in data
+    assert data["objectives"] == ["helpful", "harmless"]
+    assert set(data["points"][0]) >= {"preference", "scores", "n_prompts", "samples"}
+    assert len(data["points"][0]["samples"]) == 3
+    assert read_front(tmp_path / "f") == data
+    assert (tmp_path / "f" / "front.png").stat().st_size > 10_000
+
+
+def _front(method, pts, objectives):
+    points = [{"preference": {}, "scores": dict(zip(objectives, p))} for p in pts]
+    return {"method": method, "objectives": objectives, "points": points, "pareto_indices": list(range(len(pts))),
+            "reference_point": [0.0] * len(objectives),
+            "hypervolume": hypervolume(pts, [0.0] * len(objectives))}
+
+
+def test_plots_for_two_and_three_objectives(tmp_path):
+    import matplotlib.image as mpimg
+    two = [_front("a", [[0.1, 0.9], [0.5, 0.5], [0.9, 0.1]], ["x", "y"]), _front("b", [[0.3, 0.3]], ["x", "y"])]
+    img = mpimg.imread(plot_fronts(two, tmp_path / "two.png"))
+    assert img.shape[0] > 300 and img.std() > 0.01
+    three = [_front("a", [[0.1, 0.5, 0.9], [0.9, 0.5, 0.1]], ["x", "y", "z"])]
+    assert plot_fronts(three, tmp_path / "three.png").exists()
+    with pytest.raises(MoalignError, match="has objectives"):
+        plot_fronts([two[0], three[0]], tmp_path / "bad.png")
+
+
+def test_read_front_rejects_other_json(tmp_path):
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    with pytest.raises(MoalignError, match="not a front.json"):
+        read_front(tmp_path / "x.json")

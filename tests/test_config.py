@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from moalign.config import apply_overrides, load_suite
+from moalign.errors import MoalignError
+from moalign.policies import METHODS, load_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for d in ("policies", "soups", "evals")
+                                        for p in (ROOT / d).glob("*.yaml")))
+def test_every_shipped_yaml_validates(path):
+    if path.startswith("evals/"):
+        suite = load_suite(ROOT / path)
+        assert len(suite.reference_point) == len(suite.objectives)
+    else:
+        module, cfg = load_recipe(ROOT / path)
+        assert module.__name__ in METHODS.values()
+
+
+def test_overrides_nest_parse_and_keep_order():
+    data = {"b": 1, "a": {"x": 1}}
+    out = apply_overrides(data, ["a.y=1e-4", "c=true", "b=[1, 2]", "d.e=text"])
+    assert out == {"b": [1, 2], "a": {"x": 1, "y": 1e-4}, "c": True, "d": {"e": "text"}}
+    assert list(out) == ["b", "a", "c", "d"] and data == {"b": 1, "a": {"x": 1}}
+    with pytest.raises(MoalignError, match="expected key=value"):
+        apply_overrides(data, ["novalue"])
+
+
+def test_every_problem_reported_at_once(tmp_path):
+    (tmp_path / "r.yaml").write_text("method: sft\nepochs: -1\nfoo: 1\nbatch_size: x\n")
+    with pytest.raises(MoalignError) as e:
+        load_recipe(tmp_path / "r.yaml")
+    msg = str(e.value)
+    assert "foo: unknown key" in msg and "epochs" in msg and "batch_size" in msg and "\n" not in msg
+
+
+def test_unknown_method_names_the_choices(tmp_path):
+    (tmp_path / "r.yaml").write_text("method: ppo_magic\n")
+    with pytest.raises(MoalignError, match="unknown method 'ppo_magic' \\(known: .*sft"):
+        load_recipe(tmp_path / "r.yaml")
+
+
+def test_suite_reference_point_must_match(tmp_path):
+    (tmp_path / "s.yaml").write_text("name: s\nobjectives: {helpful: 'world:helpful'}\nreference_point: [0, 0]\n")
+    with pytest.raises(MoalignError, match="reference_point has 2 values for 1 objectives"):
+        load_suite(tmp_path / "s.yaml")
