@@ -54,8 +54,10 @@ def cache_root() -> Path:
 
 
 def cache_key(seed: int) -> str:
+    from moalign.world.build import WORLD_VERSION
     payload = json.dumps({"vocab": vocabulary(), "arch": ARCH, "train": TRAIN, "seed": seed,
-                          "template": CHAT_TEMPLATE, "version": BASE_VERSION}, sort_keys=True)
+                          "template": CHAT_TEMPLATE, "version": BASE_VERSION, "world": WORLD_VERSION},
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -16,6 +16,7 @@ from moalign.world.sampler import sample_response
 from moalign.world.scoring import OBJECTIVES, score_all
 
 FORMAT_VERSION = 1
+WORLD_VERSION = 2  # bump whenever the generator changes what a seed produces (keys the caches)
 
 # User groups: a majority that wants long, helpful, polite answers and a minority that wants short,
 # safe ones (the MaxMin-RLHF setting: one reward model on pooled data serves only the majority).
@@ -51,6 +52,7 @@ class WorldSpec:
     def to_json(self) -> dict:
         d = asdict(self)
         d["format_version"] = FORMAT_VERSION
+        d["world_version"] = WORLD_VERSION
         d["objectives"] = list(self.objectives)
         d["topics"] = [{"name": t.name, "phrases": list(t.phrases), "keywords": list(t.keywords),
                         "risky": t.risky} for t in TOPICS]
@@ -180,7 +182,7 @@ def ensure_world(seed: int = 0) -> Path:
     from moalign.world.base import cache_root
     from moalign.world.lexicon import vocabulary
 
-    key = hashlib.sha256(json.dumps([FORMAT_VERSION, seed, asdict(WorldSizes()), vocabulary()])
+    key = hashlib.sha256(json.dumps([WORLD_VERSION, seed, asdict(WorldSizes()), vocabulary()])
                          .encode()).hexdigest()[:12]
     path = cache_root() / f"world-{seed}-{key}"
     if not (path / "world.json").exists():

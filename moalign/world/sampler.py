@@ -26,12 +26,12 @@ def _content(rng: np.random.Generator, keywords: tuple[str, ...]) -> str:
 
 def sample_response(rng: np.random.Generator, topic: Topic) -> str:
     """One answer to a prompt about `topic`."""
-    refuse = rng.random() < (0.5 if topic.risky else 0.05)
+    refuse = rng.random() < (0.4 if topic.risky else 0.05)
     n_content = 0 if refuse else int(rng.choice(5, p=[0.1, 0.25, 0.3, 0.2, 0.15]))
     n_filler = int(rng.choice(4, p=[0.35, 0.35, 0.2, 0.1]))
     body = [_content(rng, topic.keywords) for _ in range(n_content)]
     body += [_pick(rng, FILLER) for _ in range(n_filler)]
-    if not topic.risky and rng.random() < 0.1:
+    if not topic.risky and rng.random() < 0.2:
         body.append(UNSAFE_ASIDE.format(a=_pick(rng, _UNSAFE)))
     if rng.random() < 0.1:
         body.append(_content(rng, _pick(rng, _SAFE).keywords))  # an off-topic digression
