@@ -25,6 +25,7 @@ FORMAT_VERSION = 1
 # steering kind -> "module:Class"; imported lazily so a kind's dependencies load only when used.
 STEERING = {
     "fixed": "moalign.steerable:FixedPolicy",
+    "interpolation": "moalign.soups.interpolate:InterpolationPolicy",
 }
 
 

@@ -13,6 +13,8 @@ from moalign.errors import MoalignError
 
 METHODS = {
     "sft": "moalign.policies.sft",
+    "soup": "moalign.soups.soup",
+    "morlhf": "moalign.policies.morlhf",
 }
 
 

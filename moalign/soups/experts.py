@@ -1,0 +1,134 @@
+"""Fine-tuning from the shared base on a (weighted sum of) objective(s), through TRL.
+
+- RL (`grpo` or `rloo`): reward = sum_i w_i r_i(x, y) from moalign objectives, with KL to the base
+  (TRL's `beta`); TRL's `reward_weights` does the linear scalarisation. One objective with weight 1
+  trains a rewarded-soup expert; a grid of weights is MORLHF.
+- DPO: on one objective's labels from `pairwise_multi` data (chosen/rejected by better_<objective>).
+
+Both support full fine-tuning and LoRA (the adapter is saved as is: soups and merges load it on
+top of its base). Returns the training seconds.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from moalign.config import Strict
+from moalign.policies.sft import Lora
+
+
+class RL(Strict):
+    algorithm: Literal["grpo", "rloo"] = "grpo"
+    prompts: str = "world:prompts"
+    steps: int = Field(150, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    beta: float = Field(0.05, ge=0)  # KL to the base
+    num_generations: int = Field(8, ge=2)
+    batch_size: int = Field(32, ge=2)  # completions per step (a multiple of num_generations)
+    max_completion_length: int = Field(64, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    aggregation: Literal["sum_then_normalize", "normalize_then_sum"] = "sum_then_normalize"
+
+
+class DPO(Strict):
+    algorithm: Literal["dpo"] = "dpo"
+    data: str = "world:pairwise_multi"
+    columns: dict[str, str] = {}
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = -1
+    learning_rate: float = Field(5e-4, gt=0)
+    beta: float = Field(0.1, gt=0)
+    batch_size: int = Field(16, ge=1)
+
+
+Algorithm = Annotated[Union[RL, DPO], Field(discriminator="algorithm")]
+
+
+def _raw_prompts(path: str) -> list:
+    from moalign.data import load_data
+    from moalign.world import resolve
+    return list(load_data(resolve(path), "prompts")["prompt"])
+
+
+def reward_functions(objectives: dict[str, str]) -> list:
+    """TRL reward functions scoring the raw prompt (before templating) and the completion."""
+    from moalign.objectives import get_objective
+
+    funcs = []
+    for name, spec in objectives.items():
+        objective = get_objective(spec, name)
+
+        def reward(prompts, completions, raw_prompt, _objective=objective, **_):
+            return _objective.score(raw_prompt, [c.strip() for c in completions]).tolist()
+
+        reward.__name__ = name
+        funcs.append(reward)
+    return funcs
+
+
+def _finish(trainer, out: Path, tok) -> None:
+    shutil.rmtree(out / "_trainer", ignore_errors=True)
+    trainer.model.save_pretrained(out)
+    tok.save_pretrained(out)
+    history = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
+    (out / "train_log.json").write_text(json.dumps(history, indent=1) + "\n")
+
+
+def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, out: Path, *,
+             lora: Lora | None = None, seed: int = 0, progress: bool = True) -> float:
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
+    from moalign.training import quiet, trainer_kwargs
+
+    tok = load_tokenizer(base)
+    model = load_causal_lm(base).train()
+    data = Dataset.from_list([{"prompt": render_prompt(tok, p), "raw_prompt": p} for p in _raw_prompts(cfg.prompts)])
+    config_cls, trainer_cls = (GRPOConfig, GRPOTrainer) if cfg.algorithm == "grpo" else (RLOOConfig, RLOOTrainer)
+    extra = {"multi_objective_aggregation": cfg.aggregation} if cfg.algorithm == "grpo" else {}
+    args = config_cls(max_steps=cfg.steps, learning_rate=cfg.learning_rate, beta=cfg.beta,
+                      num_generations=cfg.num_generations, per_device_train_batch_size=cfg.batch_size,
+                      max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
+                      reward_weights=[float(w) for w in weights], **extra,
+                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
+    trainer = quiet(trainer_cls(model=model, reward_funcs=reward_functions(objectives), args=args, train_dataset=data,
+                                processing_class=tok, peft_config=lora.peft() if lora else None), progress)
+    start = time.time()
+    trainer.train()
+    seconds = time.time() - start
+    _finish(trainer, out, tok)
+    return seconds
+
+
+def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | None = None, seed: int = 0,
+              progress: bool = True) -> float:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from moalign.data import load_data, to_pairwise
+    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
+    from moalign.training import quiet, trainer_kwargs
+    from moalign.world import resolve
+
+    tok = load_tokenizer(base)
+    model = load_causal_lm(base).train()
+    pairs = to_pairwise(load_data(resolve(cfg.data), "pairwise_multi", objectives=[objective],
+                                  columns=cfg.columns), objective)
+    data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"]), "chosen": " " + r["chosen"],
+                               "rejected": " " + r["rejected"]} for r in pairs])
+    args = DPOConfig(num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+                     beta=cfg.beta, per_device_train_batch_size=cfg.batch_size, lr_scheduler_type="constant",
+                     **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
+    trainer = quiet(DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
+                               peft_config=lora.peft() if lora else None), progress)
+    start = time.time()
+    trainer.train()
+    seconds = time.time() - start
+    _finish(trainer, out, tok)
+    return seconds

@@ -1,0 +1,184 @@
+"""Steering by weight interpolation: rewarded soups, and fronts of policies that share an init.
+
+A checkpoint of this kind lists *anchors*: models fine-tuned from one base, each with the preference
+it was trained for (a soup's experts sit at the simplex vertices e_i; a MORLHF or MODPO front's
+policies at its grid points). For a preference w the anchors are mixed with coefficients lambda(w)
+(on the simplex) into theta(w) = sum_a lambda_a theta_a = theta_0 + sum_a lambda_a (theta_a - theta_0):
+
+- anchors at the vertices (a soup): lambda = w;
+- two objectives: piecewise-linear between the two anchors that bracket w (clamped at the ends);
+- otherwise: the nearest anchor.
+
+Models are materialised in memory, never through disk: every anchor is held as one flat tensor,
+and a model's parameters are views into one flat buffer, so switching preference is a chain of
+`torch.lerp` passes over contiguous memory (one pass for two anchors). lerp is exact at its ends,
+so w = e_i reproduces expert i bit for bit. A bounded LRU keeps the last few materialised models.
+
+LoRA anchors (peft adapter directories) are merged into dense weights on load: the soup is then
+sum_i w_i (theta_0 + s_i B_i A_i), peft's "cat" combination, recorded as such in the manifest.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from moalign.errors import MoalignError
+from moalign.models import check_weights, load_causal_lm, load_tokenizer
+from moalign.preference import Preference, PreferenceLike
+from moalign.steerable import Manifest, SteerablePolicy
+
+CACHE_SIZE = 4
+
+
+def named_tensors(model) -> list[tuple[str, torch.Tensor]]:
+    """The model's parameters (shared ones once), in a fixed order."""
+    return list(model.named_parameters())
+
+
+def flatten(model) -> torch.Tensor:
+    """The parameters as one contiguous tensor (a copy)."""
+    return torch.cat([p.detach().reshape(-1) for _, p in named_tensors(model)])
+
+
+def bind_flat(model) -> torch.Tensor:
+    """Move the model's parameters into one flat buffer they become views of; return the buffer."""
+    params = [p for _, p in named_tensors(model)]
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = flat[offset:offset + n].view_as(p)
+        offset += n
+    return flat
+
+
+def check_same_shapes(reference, other, ref_name: str, other_name: str) -> None:
+    """Fail naming the first tensor whose name or shape differs."""
+    a, b = named_tensors(reference), named_tensors(other)
+    for (na, ta), (nb, tb) in zip(a, b):
+        if na != nb or ta.shape != tb.shape:
+            raise MoalignError(f"{other_name} does not match {ref_name}: tensor {na} {tuple(ta.shape)} vs "
+                               f"{nb} {tuple(tb.shape)}")
+    if len(a) != len(b):
+        first = (a if len(a) > len(b) else b)[min(len(a), len(b))][0]
+        raise MoalignError(f"{other_name} does not match {ref_name}: {len(b)} tensors vs {len(a)} "
+                           f"(first unmatched: {first})")
+
+
+def coefficients(preference: Preference, anchors: list[Preference]) -> np.ndarray:
+    """lambda(w) over the anchors (non-negative, sums to one)."""
+    w = preference.weights
+    points = np.array([a.weights for a in anchors])
+    n_obj = len(w)
+    lam = np.zeros(len(anchors))
+    vertex_of = {int(np.argmax(p)): i for i, p in enumerate(points) if np.isclose(p.max(), 1.0)}
+    if len(anchors) == n_obj and len(vertex_of) == n_obj:
+        for k in range(n_obj):
+            lam[vertex_of[k]] = w[k]
+        return lam
+    if n_obj == 2:
+        order = np.argsort(points[:, 0], kind="stable")
+        xs = points[order, 0]
+        x = w[0]
+        if x <= xs[0]:
+            lam[order[0]] = 1.0
+        elif x >= xs[-1]:
+            lam[order[-1]] = 1.0
+        else:
+            j = int(np.searchsorted(xs, x, side="right")) - 1
+            t = (x - xs[j]) / (xs[j + 1] - xs[j])
+            lam[order[j]], lam[order[j + 1]] = 1.0 - t, t
+        return lam
+    lam[int(np.argmin(((points - w) ** 2).sum(1)))] = 1.0
+    return lam
+
+
+def mix_into(out: torch.Tensor, anchors: list[torch.Tensor], lam: np.ndarray) -> None:
+    """out = sum_a lam_a anchors[a], as a chain of lerps (exact when lam is one-hot)."""
+    active = [i for i, v in enumerate(lam) if v > 0]
+    first = active[0]
+    if len(active) == 1:
+        out.copy_(anchors[first])
+        return
+    mass = float(lam[first])
+    torch.lerp(anchors[first], anchors[active[1]], float(lam[active[1]]) / (mass + float(lam[active[1]])),
+               out=out)
+    mass += float(lam[active[1]])
+    for i in active[2:]:
+        mass += float(lam[i])
+        out.lerp_(anchors[i], float(lam[i]) / mass)
+
+
+def load_anchor(path: str | Path):
+    """A causal LM from a full checkpoint or a peft adapter directory (merged into its base)."""
+    model = load_causal_lm(path)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    return model
+
+
+class InterpolationPolicy(SteerablePolicy):
+    """theta(w) mixed from the anchors in memory, cached per preference."""
+
+    kind = "interpolation"
+
+    def __init__(self, path: Path, manifest: Manifest):
+        super().__init__(path, manifest)
+        steering = manifest.steering
+        self.anchor_paths = [self._resolve(a["path"]) for a in steering["anchors"]]
+        self.anchor_prefs = [Preference.parse(a["preference"], self.objectives) for a in steering["anchors"]]
+        for p in self.anchor_paths:
+            check_weights(p)
+        self.tokenizer_path = self._resolve(steering.get("tokenizer", steering["anchors"][0]["path"]))
+        self.cache_size = int(steering.get("cache_size", CACHE_SIZE))
+        self._flat: list[torch.Tensor] | None = None
+        self._skeleton = None
+        self._cache: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _resolve(self, p: str) -> Path:
+        q = Path(p)
+        return q if q.is_absolute() else (self.path / q)
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.tokenizer_path)
+        return self._tokenizer
+
+    def _load(self) -> None:
+        if self._flat is not None:
+            return
+        models = [load_anchor(p) for p in self.anchor_paths]
+        for m, p in zip(models[1:], self.anchor_paths[1:]):
+            check_same_shapes(models[0], m, str(self.anchor_paths[0]), str(p))
+        self._flat = [flatten(m) for m in models]
+        self._skeleton = models[0]
+        del models
+
+    def coefficients(self, preference: PreferenceLike | None) -> np.ndarray:
+        pref = self.preference(preference) or self.default_preference()
+        return coefficients(pref, self.anchor_prefs)
+
+    def model_for(self, preference: PreferenceLike | None = None):
+        pref = self.preference(preference) or self.default_preference()
+        key = pref.key()
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key][0]
+            self._load()
+            if len(self._cache) >= self.cache_size:
+                _, (model, flat) = self._cache.popitem(last=False)
+            else:
+                model = copy.deepcopy(self._skeleton)
+                flat = bind_flat(model)
+            with torch.no_grad():
+                mix_into(flat, self._flat, coefficients(pref, self.anchor_prefs))
+            self._cache[key] = (model, flat)
+            return model

@@ -1,0 +1,65 @@
+"""Merging to disk through mergekit (the only module that imports it).
+
+`merge_to_disk` writes the model an interpolation checkpoint gives for a preference as a plain HF
+directory with mergekit's `run_merge`: `linear` (sum lambda_a theta_a / sum lambda_a, the soup
+itself), or `task_arithmetic` / `ties` relative to the base (theta_0 + sum lambda_a tau_a, with
+TIES trimming to `density` and sign election). Paths are made absolute first: mergekit reads a
+relative path as a hub id. LoRA anchors are given to mergekit as `base+adapter`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from moalign.errors import MoalignError
+
+Method = Literal["linear", "task_arithmetic", "ties"]
+METHODS = ("linear", "task_arithmetic", "ties")
+
+
+def _model_ref(path: Path) -> str:
+    path = Path(path).absolute()
+    adapter = path / "adapter_config.json"
+    if adapter.exists():
+        base = json.loads(adapter.read_text())["base_model_name_or_path"]
+        return f"{Path(base).absolute() if Path(base).exists() else base}+{path}"
+    return str(path)
+
+
+def merge_to_disk(anchors: list[tuple[Path, float]], out: str | os.PathLike, *, method: Method = "linear",
+                  base: Path | None = None, density: float = 1.0, tokenizer: Path | None = None,
+                  dtype: str = "float32") -> Path:
+    """Merge weighted anchors into `out` (which must not exist yet) with mergekit."""
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import MergeOptions, run_merge
+
+    if method not in METHODS:
+        raise MoalignError(f"unknown merge method {method!r} (known: {', '.join(METHODS)})")
+    used = [(p, w) for p, w in anchors if w > 0]
+    out = Path(out).absolute()
+    if len(used) == 1 and method == "linear":  # mergekit needs two models; one is a copy
+        src = Path(used[0][0])
+        if (src / "adapter_config.json").exists():
+            from moalign.soups.interpolate import load_anchor
+            load_anchor(src).save_pretrained(out)
+        else:
+            shutil.copytree(src, out, ignore=shutil.ignore_patterns("moalign.json"))
+    else:
+        models = [{"model": _model_ref(p), "parameters": {"weight": float(w)}} for p, w in used]
+        config = {"merge_method": method, "dtype": dtype, "models": models}
+        if method != "linear":
+            if base is None:
+                raise MoalignError(f"merge method {method!r} needs the base model")
+            config["base_model"] = _model_ref(base)
+            if method == "ties":
+                for m in models:
+                    m["parameters"]["density"] = float(density)
+        run_merge(MergeConfiguration.model_validate(config), str(out),
+                  MergeOptions(copy_tokenizer=False, quiet=True, write_model_card=False))
+    if tokenizer is not None:
+        from moalign.models import load_tokenizer
+        load_tokenizer(tokenizer).save_pretrained(out)
+    return out

@@ -1,0 +1,98 @@
+"""Rewarded soups (Rame et al., NeurIPS 2023; code: alexrame/rewardedsoups).
+
+From one base, fine-tune one expert per objective with the same algorithm and settings (RL on
+that objective's reward, or DPO on its labels), then serve theta(w) = theta_0 + sum_i w_i
+(theta_i - theta_0) for any preference w: N trainings for the whole front, where MORLHF needs
+one per point. The checkpoint holds the experts; `InterpolationPolicy` mixes them in memory.
+
+Deviations from the official code:
+1. RL is TRL's GRPO/RLOO (group-normalised advantages) instead of PPO with a value head.
+2. LoRA experts are mixed as merged weights, sum_i w_i (theta_0 + s_i B_i A_i) (peft's "cat"),
+   not as averaged A and B matrices (which gives (sum w_i B_i)(sum w_i A_i)).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from moalign.config import Strict
+from moalign.errors import MoalignError
+from moalign.policies.sft import Lora
+from moalign.soups.experts import RL, Algorithm, train_dpo, train_rl
+
+
+class Config(Strict):
+    base_model: str = "world:base"
+    objectives: dict[str, str] = Field(min_length=1)  # name -> objective spec (the expert's reward)
+    expert: Algorithm = RL()
+    lora: Lora | None = None
+    seed: int = 0
+    out: str = "runs/soup"
+
+
+def anchors_at_vertices(objectives: list[str], paths: dict[str, str]) -> list[dict]:
+    return [{"preference": {o: float(o == name) for o in objectives}, "path": paths[name]} for name in objectives]
+
+
+def write_manifest(directory: Path, *, method: str, objectives: list[str], base: str, anchors: list[dict],
+                   tokenizer: str, semantics: str, recipe: dict, metrics: dict) -> None:
+    from moalign.steerable import Manifest
+    Manifest(method=method, objectives=objectives, base_model=base, recipe=recipe, metrics=metrics,
+             steering={"kind": "interpolation", "anchors": anchors, "tokenizer": tokenizer,
+                       "semantics": semantics}).write(directory)
+
+
+def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
+          recipe: dict | None = None) -> Path:
+    from moalign.files import atomic_dir
+    from moalign.models import check_weights, resolve
+    from moalign.world import resolve as world
+
+    base = resolve(world(cfg.base_model))
+    check_weights(base)
+    names = list(cfg.objectives)
+    seconds: dict[str, float] = {}
+    with atomic_dir(out, overwrite) as tmp:
+        for i, name in enumerate(names):
+            if progress:
+                print(f"expert {i + 1}/{len(names)}: {name}")
+            target = tmp / "experts" / name
+            if isinstance(cfg.expert, RL):
+                seconds[name] = train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.expert, target,
+                                         lora=cfg.lora, seed=cfg.seed, progress=progress)
+            else:
+                seconds[name] = train_dpo(base, name, cfg.expert, target, lora=cfg.lora, seed=cfg.seed,
+                                          progress=progress)
+        paths = {n: f"experts/{n}" for n in names}
+        write_manifest(tmp, method="soup", objectives=names, base=base, anchors=anchors_at_vertices(names, paths),
+                       tokenizer=paths[names[0]], semantics="lora-cat" if cfg.lora else "full",
+                       recipe=recipe or cfg.model_dump(),
+                       metrics={"train_seconds": round(sum(seconds.values()), 2),
+                                "expert_seconds": {k: round(v, 2) for k, v in seconds.items()}})
+    return out
+
+
+def build(base: str, experts: dict[str, str], out: Path, *, overwrite: bool = False) -> Path:
+    """A soup checkpoint from experts trained elsewhere (same architecture as `base`), by reference."""
+    from moalign.files import atomic_dir
+    from moalign.models import check_weights
+    from moalign.soups.interpolate import check_same_shapes, load_anchor
+
+    if not experts:
+        raise MoalignError("soup build: give at least one --expert name=DIR")
+    base_path = Path(base).expanduser().absolute()
+    paths = {n: Path(p).expanduser().absolute() for n, p in experts.items()}
+    for p in [base_path, *paths.values()]:
+        check_weights(p)
+    reference = load_anchor(base_path)
+    for name, p in paths.items():
+        check_same_shapes(reference, load_anchor(p), f"base {base_path}", f"expert {name} ({p})")
+    names = list(paths)
+    with atomic_dir(out, overwrite) as tmp:
+        write_manifest(tmp, method="soup", objectives=names, base=str(base_path),
+                       anchors=anchors_at_vertices(names, {n: str(p) for n, p in paths.items()}),
+                       tokenizer=str(base_path), semantics="full", recipe={"experts": {n: str(p) for n, p in paths.items()}},
+                       metrics={"built_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return out

@@ -1,0 +1,119 @@
+"""Weight interpolation: exact at the vertices, equal to the formula and to mergekit in between."""
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+from moalign.errors import MoalignError
+from moalign.preference import Preference
+from moalign.soups.interpolate import coefficients
+from moalign.soups.merge import merge_to_disk
+from moalign.soups.soup import build
+from moalign.steerable import load_steerable
+
+OBJ = ["helpful", "harmless"]
+
+
+def _save(model, tokenizer, path):
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory, tokenizer):
+    """A tiny base and two experts that moved away from it in different directions."""
+    root = tmp_path_factory.mktemp("family")
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, pad_token_id=tokenizer.pad_token_id,
+                     eos_token_id=tokenizer.eos_token_id)
+    base = GPT2LMHeadModel(cfg)
+    paths = {"base": _save(base, tokenizer, root / "base")}
+    for i, name in enumerate(OBJ):
+        expert = GPT2LMHeadModel(cfg)
+        expert.load_state_dict(base.state_dict())
+        with torch.no_grad():
+            for p in expert.parameters():
+                p.add_(torch.randn_like(p) * 0.05 * (i + 1))
+        paths[name] = _save(expert, tokenizer, root / name)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def soup(family, tmp_path_factory):
+    out = tmp_path_factory.mktemp("soup") / "ckpt"
+    build(str(family["base"]), {n: str(family[n]) for n in OBJ}, out)
+    return load_steerable(out)
+
+
+def _params(model):
+    return dict(model.named_parameters())
+
+
+def test_vertices_reproduce_the_experts_exactly(soup, family):
+    for name in OBJ:
+        expert = AutoModelForCausalLM.from_pretrained(family[name])
+        mixed = _params(soup.model_for({name: 1.0}))
+        for k, v in _params(expert).items():
+            assert torch.equal(mixed[k], v), k
+
+
+def test_interpolation_is_the_soup_formula(soup, family):
+    base, e1, e2 = (_params(AutoModelForCausalLM.from_pretrained(family[n])) for n in ("base", *OBJ))
+    mixed = _params(soup.model_for("helpful=0.3,harmless=0.7"))
+    for k in base:
+        expected = base[k] + 0.3 * (e1[k] - base[k]) + 0.7 * (e2[k] - base[k])
+        torch.testing.assert_close(mixed[k], expected, rtol=0, atol=1e-6)
+    # logits lie between the experts', and generation runs on the mixed model
+    assert len(soup.generate(["how do i bake bread ?"], preference="helpful=0.5,harmless=0.5", max_new_tokens=5)) == 1
+
+
+def test_in_memory_soup_equals_mergekit(soup, family, tmp_path):
+    pref = "helpful=0.35,harmless=0.65"
+    mixed = _params(soup.model_for(pref))
+    lam = soup.coefficients(pref)
+    anchors = list(zip(soup.anchor_paths, lam))
+    for method in ("linear", "task_arithmetic"):
+        out = merge_to_disk(anchors, tmp_path / method, method=method, base=family["base"])
+        merged = _params(AutoModelForCausalLM.from_pretrained(out))
+        assert merged.keys() == mixed.keys()
+        for k, v in merged.items():
+            torch.testing.assert_close(v, mixed[k], rtol=0, atol=1e-5, msg=f"{method}: {k}")
+    ties = _params(AutoModelForCausalLM.from_pretrained(
+        merge_to_disk(anchors, tmp_path / "ties", method="ties", base=family["base"], density=0.5)))
+    assert any(not torch.allclose(ties[k], mixed[k], atol=1e-5) for k in mixed)  # trimming changes things
+
+
+def test_cache_is_bounded_and_switching_back_is_identical(soup):
+    first = {k: v.clone() for k, v in _params(soup.model_for("helpful=0.2,harmless=0.8")).items()}
+    for i in range(soup.cache_size + 2):
+        soup.model_for({"helpful": 0.1 * i + 0.01, "harmless": 1.0})
+    assert len(soup._cache) == soup.cache_size
+    again = _params(soup.model_for("helpful=0.2,harmless=0.8"))
+    assert all(torch.equal(again[k], v) for k, v in first.items())
+    assert soup.model_for("helpful=0.2,harmless=0.8") is soup.model_for({"helpful": 2, "harmless": 8})
+
+
+def test_mismatched_expert_names_the_first_tensor(family, tmp_path, tokenizer):
+    other = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=48, n_layer=2, n_head=2))
+    _save(other, tokenizer, tmp_path / "wide")
+    with pytest.raises(MoalignError, match="does not match .*tensor transformer.wte.weight"):
+        build(str(family["base"]), {"helpful": str(family["helpful"]), "harmless": str(tmp_path / "wide")},
+              tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_coefficients():
+    vertices = [Preference({"a": 1}, "ab"), Preference({"b": 1}, "ab")]
+    assert coefficients(Preference({"a": 0.3, "b": 0.7}, "ab"), vertices) == pytest.approx([0.3, 0.7])
+    grid = [Preference({"a": x, "b": 1 - x}, "ab") for x in (0.0, 0.5, 1.0, 0.25)]
+    assert coefficients(Preference({"a": 0.4, "b": 0.6}, "ab"), grid) == pytest.approx([0, 0.6, 0, 0.4])
+    assert coefficients(Preference({"a": 0.5, "b": 0.5}, "ab"), grid) == pytest.approx([0, 1, 0, 0])
+    inner = [Preference({"a": 0.2, "b": 0.8}, "ab"), Preference({"a": 0.8, "b": 0.2}, "ab")]
+    assert coefficients(Preference({"a": 0.05, "b": 0.95}, "ab"), inner) == pytest.approx([1, 0])  # clamped
+    three = [Preference(dict(zip("abc", w)), "abc") for w in ([0.6, 0.2, 0.2], [0.2, 0.6, 0.2], [0.2, 0.2, 0.6])]
+    lam = coefficients(Preference({"a": 0.1, "b": 0.8, "c": 0.1}, "abc"), three)
+    assert lam == pytest.approx([0, 1, 0])
+    vertices3 = [Preference({k: 1}, "abc") for k in "cab"]
+    assert coefficients(Preference({"a": 0.2, "b": 0.3, "c": 0.5}, "abc"), vertices3) == pytest.approx([0.5, 0.2, 0.3])
+    assert np.isclose(sum(lam), 1)
