@@ -19,6 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Multi-objective and personalized alignment: train, compare and serve steerable policies.")
 world_app = typer.Typer(no_args_is_help=True, help="The synthetic world (datasets and users).")
 app.add_typer(world_app, name="world")
+soup_app = typer.Typer(no_args_is_help=True, help="Rewarded soups from experts trained elsewhere.")
+app.add_typer(soup_app, name="soup")
 console = Console()
 err = Console(stderr=True)
 
@@ -75,23 +77,38 @@ def train(recipe: Path = typer.Argument(..., help="Recipe YAML (policies/*.yaml,
 @app.command()
 def merge(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint."),
           preference: str = typer.Option(..., "--preference", "-p", help="e.g. helpful=0.3,harmless=0.7"),
-          out: Path = OUT, overwrite: bool = OVERWRITE):
-    """Write the model a checkpoint gives for one preference as a plain HF directory."""
-    from moalign.files import atomic_dir
+          out: Path = OUT, method: str = typer.Option("linear", help="mergekit method: linear, task_arithmetic, ties."),
+          density: float = typer.Option(1.0, min=0.0, max=1.0, help="ties: share of each task vector kept."),
+          overwrite: bool = OVERWRITE):
+    """Write the model a checkpoint gives for one preference as a plain HF directory (mergekit)."""
+    from moalign.soups.merge import export
     from moalign.steerable import load_steerable
     policy = load_steerable(checkpoint)
-    pref = policy.preference(preference)
-    model = policy.model_for(pref)
-    with atomic_dir(out, overwrite) as tmp:
-        model.save_pretrained(tmp)
-        policy.tokenizer.save_pretrained(tmp)
-    console.print(f"model for {pref} -> {out}")
+    path = export(policy, preference, out, method=method, density=density, overwrite=overwrite)
+    console.print(f"model for {policy.preference(preference)} ({method}) -> {path}")
+
+
+@soup_app.command("build")
+def soup_build(base: Path = typer.Option(..., help="The base the experts were fine-tuned from."),
+               expert: List[str] = typer.Option(..., help="name=DIR, one per objective (repeatable)."),
+               out: Path = OUT, overwrite: bool = OVERWRITE):
+    """A soup checkpoint from experts trained elsewhere (same architecture as the base)."""
+    from moalign.soups.soup import build
+    experts = {}
+    for item in expert:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise MoalignError(f"--expert {item!r}: expected name=DIR")
+        experts[name] = path
+    console.print(f"soup -> {build(str(base), experts, out, overwrite=overwrite)}")
 
 
 @app.command()
 def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or plain HF model dir)."),
           eval: Path = typer.Option(..., "--eval", "-e", help="Eval suite YAML (evals/*.yaml)."),
           grid: Optional[int] = typer.Option(None, help="das-dennis partitions (overrides the suite)."),
+          search: str = typer.Option("grid", help="grid (das-dennis) or nsga2 (pymoo search over the simplex)."),
+          budget: Optional[int] = typer.Option(None, help="nsga2: number of preferences to evaluate."),
           method: Optional[str] = typer.Option(None, help="Name in front.json (default: the checkpoint's)."),
           out: Path = OUT, overwrite: bool = OVERWRITE, quiet: bool = QUIET):
     """Trace a checkpoint's front: front.json and front.png."""
@@ -101,7 +118,8 @@ def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or 
     from moalign.steerable import load_steerable
     check_out(out.absolute(), overwrite)
     suite = load_suite(eval, [f"grid={grid}"] if grid else [])
-    result = trace_front(load_steerable(checkpoint), suite, method=method, eval_path=str(eval), progress=not quiet)
+    result = trace_front(load_steerable(checkpoint), suite, method=method, search=search, budget=budget,
+                         eval_path=str(eval), progress=not quiet)
     path = write_front(result, out, overwrite)
     _front_table([result])
     console.print(f"front -> {path}\nplot -> {path.parent / 'front.png'}")

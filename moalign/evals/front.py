@@ -47,31 +47,57 @@ def summarise(points: list[dict], objectives: Sequence[str], reference: Sequence
 
 
 def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None = None,
-                preferences: Sequence[Preference] | None = None, eval_path: str | None = None,
-                progress: bool = True) -> dict:
-    """The front of `policy` under `suite`, as a front.json dictionary."""
+                preferences: Sequence[Preference] | None = None, search: str = "grid", budget: int | None = None,
+                eval_path: str | None = None, progress: bool = True) -> dict:
+    """The front of `policy` under `suite`, as a front.json dictionary: the suite's das-dennis grid,
+    the given `preferences`, or an NSGA-II search (`search="nsga2"`) of `budget` evaluations."""
+    from moalign.evals.pareto import nsga2_search
+
     names = list(suite.objectives)
     objectives = {n: get_objective(spec, n) for n, spec in suite.objectives.items()}
     prompts = suite_prompts(suite)
     if not prompts:
         raise MoalignError(f"{suite.prompts}: no prompts to evaluate on")
-    prefs = list(preferences) if preferences is not None else grid(names, suite.grid)
     generation = suite.generation.model_dump()
-    points, tokens, start = [], 0, time.time()
-    for pref in track(prefs, "tracing front", enabled=progress):
+    points, tokens, start = [], [0], time.time()
+
+    def evaluate(pref: Preference) -> dict[str, float]:
         scores, responses, n = rollout(policy, prompts, objectives, pref.as_dict(), generation=generation)
-        tokens += n
+        tokens[0] += n
         points.append({"preference": {k: round(v, 6) for k, v in pref.as_dict().items()},
                        "scores": {k: round(v, 6) for k, v in scores.items()}, "n_prompts": len(prompts),
                        "samples": [{"prompt": p, "response": r} for p, r in
                                    zip(prompts[:suite.samples_per_point], responses)]})
+        return scores
+
+    if search == "grid":
+        prefs = list(preferences) if preferences is not None else grid(names, suite.grid)
+        for pref in track(prefs, "tracing front", enabled=progress):
+            evaluate(pref)
+    elif search == "nsga2":
+        if not budget:
+            raise MoalignError("--search nsga2 needs --budget N (the number of preferences to evaluate)")
+        if budget < 4:
+            raise MoalignError("--budget must be at least 4 for an NSGA-II search")
+        bar = iter(track(range(budget), "searching front (NSGA-II)", enabled=progress))
+
+        def evaluate_w(w):
+            next(bar, None)
+            scores = evaluate(Preference(dict(zip(names, w)), names))
+            return [scores[n] for n in names]
+
+        nsga2_search(evaluate_w, len(names), budget, seed=suite.generation.seed)
+        for _ in bar:
+            pass
+    else:
+        raise MoalignError(f"unknown front search {search!r} (known: grid, nsga2)")
     train_seconds = policy.manifest.metrics.get("train_seconds")
     return {"format_version": FORMAT_VERSION, "method": method or policy.manifest.method,
             "checkpoint": str(policy.path), "eval": eval_path or suite.name, "objectives": names,
-            "reference_point": list(suite.reference_point), "generation": generation, "points": points,
-            **summarise(points, names, suite.reference_point),
+            "reference_point": list(suite.reference_point), "search": search, "generation": generation,
+            "points": points, **summarise(points, names, suite.reference_point),
             "compute": {"train_seconds": train_seconds, "eval_seconds": round(time.time() - start, 2),
-                        "generated_tokens": tokens}}
+                        "generated_tokens": tokens[0]}}
 
 
 def write_front(front: dict, out: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -97,3 +123,20 @@ def read_front(path: str | os.PathLike) -> dict:
     if missing:
         raise MoalignError(f"{p}: not a front.json (missing {', '.join(missing)})")
     return front
+
+
+def chord_gaps(front: dict) -> dict[str, dict[str, float]]:
+    """Linear mode connectivity along a two-objective front traced from w = e_2 to w = e_1: for each
+    objective, how far the interior points lie above (+) or below (-) the chord between the two
+    end points' scores (the rewarded-soups paper's check). Mean and minimum gap per objective."""
+    first = front["objectives"][0]
+    points = sorted(front["points"], key=lambda p: p["preference"][first])
+    ends = points[0], points[-1]
+    if len(front["objectives"]) != 2 or ends[0]["preference"][first] != 0 or ends[1]["preference"][first] != 1:
+        raise MoalignError("chord gaps need a two-objective front that includes both end points")
+    gaps: dict[str, dict[str, float]] = {}
+    for o in front["objectives"]:
+        diffs = [p["scores"][o] - ((1 - p["preference"][first]) * ends[0]["scores"][o]
+                                   + p["preference"][first] * ends[1]["scores"][o]) for p in points[1:-1]]
+        gaps[o] = {"mean": round(float(np.mean(diffs)), 4), "min": round(float(np.min(diffs)), 4)}
+    return gaps

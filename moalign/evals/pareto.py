@@ -5,7 +5,7 @@ callers pass maximisation scores and a reference point that lower-bounds them.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from pymoo.indicators.hv import HV
@@ -50,3 +50,39 @@ def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -
     if len(m) == 0:
         return 0.0
     return float(HV(ref_point=-ref)(-m))
+
+
+def nsga2_search(evaluate: Callable[[np.ndarray], np.ndarray], n_objectives: int, budget: int,
+                 seed: int = 0) -> None:
+    """Search the preference simplex with NSGA-II for weights whose outcomes are non-dominated.
+
+    `evaluate(w)` gets a point of the simplex and returns its (maximised) scores; it is called at
+    most `budget` times (whole generations: pop_size * n_gen <= budget). The caller records what it
+    evaluates; pymoo sees x in [0, 1]^n, mapped to w = x / sum(x).
+    """
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.core.problem import ElementwiseProblem
+    from pymoo.optimize import minimize
+
+    if budget < 4:
+        raise ValueError("an NSGA-II search needs a budget of at least 4 evaluations")
+
+    class Simplex(ElementwiseProblem):
+        def __init__(self):
+            super().__init__(n_var=n_objectives, n_obj=n_objectives, xl=0.0, xu=1.0)
+
+        def _evaluate(self, x, out, *args, **kwargs):
+            total = float(np.sum(x))
+            w = x / total if total > 0 else np.full(n_objectives, 1.0 / n_objectives)
+            out["F"] = -np.asarray(evaluate(w), dtype=np.float64)
+
+    pop_size = max(4, budget // 4)
+    # start from a das-dennis grid (corners and spread included), filled up with random points
+    partitions = 1
+    while len(das_dennis(n_objectives, partitions + 1)) <= pop_size:
+        partitions += 1
+    start = das_dennis(n_objectives, partitions)
+    rng = np.random.default_rng(seed)
+    start = np.vstack([start, rng.random((pop_size - len(start), n_objectives))])
+    minimize(Simplex(), NSGA2(pop_size=pop_size, sampling=start), ("n_gen", budget // pop_size), seed=seed,
+             verbose=False)

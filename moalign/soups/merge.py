@@ -32,7 +32,7 @@ def _model_ref(path: Path) -> str:
 def merge_to_disk(anchors: list[tuple[Path, float]], out: str | os.PathLike, *, method: Method = "linear",
                   base: Path | None = None, density: float = 1.0, tokenizer: Path | None = None,
                   dtype: str = "float32") -> Path:
-    """Merge weighted anchors into `out` (which must not exist yet) with mergekit."""
+    """Merge weighted anchors into `out` (absent or empty) with mergekit."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
@@ -46,7 +46,8 @@ def merge_to_disk(anchors: list[tuple[Path, float]], out: str | os.PathLike, *, 
             from moalign.soups.interpolate import load_anchor
             load_anchor(src).save_pretrained(out)
         else:
-            shutil.copytree(src, out, ignore=shutil.ignore_patterns("moalign.json"))
+            shutil.copytree(src, out, ignore=shutil.ignore_patterns("moalign.json", "train_log.json"),
+                            dirs_exist_ok=True)
     else:
         models = [{"model": _model_ref(p), "parameters": {"weight": float(w)}} for p, w in used]
         config = {"merge_method": method, "dtype": dtype, "models": models}
@@ -63,3 +64,26 @@ def merge_to_disk(anchors: list[tuple[Path, float]], out: str | os.PathLike, *, 
         from moalign.models import load_tokenizer
         load_tokenizer(tokenizer).save_pretrained(out)
     return out
+
+
+def export(policy, preference, out: str | os.PathLike, *, method: Method = "linear", density: float = 1.0,
+           overwrite: bool = False) -> Path:
+    """The model `policy` gives for `preference`, written as a plain HF directory. Interpolation
+    checkpoints go through mergekit; other kinds save the model they materialise (linear only)."""
+    from moalign.files import atomic_dir
+    from moalign.soups.interpolate import InterpolationPolicy
+
+    pref = policy.preference(preference)
+    with atomic_dir(out, overwrite) as tmp:
+        if isinstance(policy, InterpolationPolicy):
+            lam = policy.coefficients(pref)
+            base = Path(policy.manifest.base_model) if policy.manifest.base_model else None
+            merge_to_disk(list(zip(policy.anchor_paths, lam)), tmp, method=method, base=base, density=density,
+                          tokenizer=policy.tokenizer_path)
+        else:
+            if method != "linear":
+                raise MoalignError(f"merge method {method!r} needs an interpolation checkpoint (soup or front); "
+                                   f"this one is {policy.kind!r}")
+            policy.model_for(pref).save_pretrained(tmp)
+            policy.tokenizer.save_pretrained(tmp)
+    return Path(out).absolute()

@@ -63,3 +63,32 @@ def test_read_front_rejects_other_json(tmp_path):
     (tmp_path / "x.json").write_text('{"a": 1}')
     with pytest.raises(MoalignError, match="not a front.json"):
         read_front(tmp_path / "x.json")
+
+
+def test_nsga2_search_spends_its_budget_and_finds_the_soup_front(tmp_path, tokenizer):
+    """On a policy whose scores are a known function of w, the search's points lie on that front."""
+    import numpy as np
+
+    from moalign.evals.pareto import nsga2_search
+
+    seen = []
+
+    def evaluate(w):
+        seen.append(w)
+        return [np.sqrt(w[0]), np.sqrt(w[1])]  # a concave front: x^2 + y^2 = 1
+
+    nsga2_search(evaluate, 2, budget=24, seed=0)
+    assert 12 <= len(seen) <= 24
+    scores = np.array([[np.sqrt(w[0]), np.sqrt(w[1])] for w in seen])
+    assert np.allclose((scores ** 2).sum(1), 1.0)
+    assert scores[:, 0].min() < 0.3 and scores[:, 0].max() > 0.9  # spread over the front
+
+
+def test_chord_gaps_by_hand():
+    from moalign.evals.front import chord_gaps
+    pts = [({"x": 0.0, "y": 1.0}, {"x": 0.0, "y": 1.0}), ({"x": 0.5, "y": 0.5}, {"x": 0.7, "y": 0.4}),
+           ({"x": 1.0, "y": 0.0}, {"x": 1.0, "y": 0.0})]
+    front = {"objectives": ["x", "y"], "points": [{"preference": p, "scores": s} for p, s in pts]}
+    assert chord_gaps(front) == {"x": {"mean": 0.2, "min": 0.2}, "y": {"mean": -0.1, "min": -0.1}}
+    with pytest.raises(MoalignError, match="end points"):
+        chord_gaps({"objectives": ["x", "y"], "points": front["points"][:2]})

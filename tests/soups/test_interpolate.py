@@ -117,3 +117,19 @@ def test_coefficients():
     vertices3 = [Preference({k: 1}, "abc") for k in "cab"]
     assert coefficients(Preference({"a": 0.2, "b": 0.3, "c": 0.5}, "abc"), vertices3) == pytest.approx([0.5, 0.2, 0.3])
     assert np.isclose(sum(lam), 1)
+
+
+def test_cli_merge_and_soup_build(run_cli, family, tmp_path):
+    code, _, err = run_cli("soup", "build", "--base", family["base"], "--expert", f"helpful={family['helpful']}",
+                           "--expert", f"harmless={family['harmless']}", "--out", tmp_path / "soup")
+    assert code == 0, err
+    soup = load_steerable(tmp_path / "soup")
+    code, _, err = run_cli("merge", tmp_path / "soup", "-p", "helpful=0.4,harmless=0.6", "--out", tmp_path / "m")
+    assert code == 0, err
+    merged = _params(AutoModelForCausalLM.from_pretrained(tmp_path / "m"))
+    mixed = _params(soup.model_for("helpful=0.4,harmless=0.6"))
+    assert all(torch.allclose(merged[k], mixed[k], atol=1e-5, rtol=0) for k in mixed)
+    code, _, err = run_cli("soup", "build", "--base", family["base"], "--expert", "helpful", "--out", tmp_path / "x")
+    assert code == 2 and "expected name=DIR" in err
+    code, _, err = run_cli("merge", tmp_path / "soup", "-p", "helpful=1", "--method", "slerp", "--out", tmp_path / "y")
+    assert code == 2 and "unknown merge method 'slerp'" in err

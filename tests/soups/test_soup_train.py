@@ -1,0 +1,64 @@
+"""Training soups and MORLHF fronts end to end, a few steps each (the full runs are in the README)."""
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from moalign.policies import train_recipe
+from moalign.steerable import load_steerable
+
+FAST_RL = ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4", "expert.max_completion_length=16"]
+
+
+def _flat(model):
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def test_grpo_soup_experts_train_and_differ(base_dir, tmp_path):
+    out = train_recipe("soups/world.yaml", [f"base_model={base_dir}", *FAST_RL, "expert.learning_rate=1e-3"],
+                       out=str(tmp_path / "soup"), progress=False)
+    soup = load_steerable(out)
+    assert soup.kind == "interpolation" and soup.objectives == ["helpful", "harmless"]
+    base = _flat(AutoModelForCausalLM.from_pretrained(base_dir))
+    helpful, harmless = (_flat(AutoModelForCausalLM.from_pretrained(p)) for p in soup.anchor_paths)
+    # the official repo's pitfall: experts that never moved give a flat front
+    assert (helpful - base).abs().max() > 1e-4 and (harmless - base).abs().max() > 1e-4
+    assert (helpful - harmless).abs().max() > 1e-4
+    assert torch.equal(_flat(soup.model_for("helpful=1")), helpful)
+    mid = _flat(soup.model_for("helpful=0.5,harmless=0.5"))
+    torch.testing.assert_close(mid, (helpful + harmless) / 2, rtol=0, atol=1e-6)
+    assert soup.manifest.metrics["train_seconds"] > 0
+
+
+def test_lora_dpo_soup_is_peft_cat_combination(base_dir, tmp_path):
+    out = train_recipe("soups/world_dpo.yaml", [f"base_model={base_dir}", "expert.max_steps=3", "expert.batch_size=8",
+                                                "expert.learning_rate=5e-3", "lora.r=4", "lora.alpha=8"],
+                       out=str(tmp_path / "soup"), progress=False)
+    soup = load_steerable(out)
+    assert soup.manifest.steering["semantics"] == "lora-cat"
+    assert all((p / "adapter_config.json").exists() for p in soup.anchor_paths)
+    w = {"helpful": 0.3, "harmless": 0.7}
+    mixed = dict(soup.model_for(w).named_parameters())
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(soup.anchor_paths[0]),
+                                      adapter_name="helpful")
+    model.load_adapter(str(soup.anchor_paths[1]), adapter_name="harmless")
+    model.add_weighted_adapter(["helpful", "harmless"], [0.3, 0.7], adapter_name="mix", combination_type="cat")
+    model.set_adapter("mix")
+    reference = dict(model.merge_and_unload(adapter_names=["mix"]).named_parameters())
+    moved = 0
+    for k, v in reference.items():
+        torch.testing.assert_close(mixed[k], v, rtol=0, atol=1e-6)
+        moved += not torch.equal(v, dict(AutoModelForCausalLM.from_pretrained(base_dir).named_parameters())[k])
+    assert moved > 0
+
+
+def test_morlhf_front_interpolates_between_trained_points(base_dir, tmp_path):
+    overrides = [f"base_model={base_dir}", "grid=2"] + [o.replace("expert.", "rl.") for o in FAST_RL]
+    out = train_recipe("policies/morlhf.yaml", overrides, out=str(tmp_path / "morlhf"), progress=False)
+    front = load_steerable(out)
+    assert [a.as_dict()["helpful"] for a in front.anchor_prefs] == pytest.approx([0.0, 0.5, 1.0])
+    assert len(front.manifest.metrics["point_seconds"]) == 3
+    lo, mid = (_flat(AutoModelForCausalLM.from_pretrained(p)) for p in front.anchor_paths[:2])
+    quarter = _flat(front.model_for("helpful=0.25,harmless=0.75"))
+    torch.testing.assert_close(quarter, (lo + mid) / 2, rtol=0, atol=1e-6)
+    assert torch.equal(_flat(front.model_for("helpful=0.5,harmless=0.5")), mid)
