@@ -15,6 +15,7 @@ METHODS = {
     "sft": "moalign.policies.sft",
     "soup": "moalign.soups.soup",
     "morlhf": "moalign.policies.morlhf",
+    "modpo": "moalign.policies.modpo",
 }
 
 

@@ -1,0 +1,226 @@
+"""MODPO: multi-objective DPO (Zhou et al., Findings of ACL 2024; code: ZHZisZZ/modpo).
+
+Stage 1 gives a margin reward r_j for every objective j other than the one trained on (k): an
+implicit reward beta_j * log pi_j/pi_ref of a DPO model trained on j's pairs (the official safety
+recipe), an explicit reward model (TRL RewardTrainer on j's pairs), or any moalign objective spec
+(`world:`, `hf:`, `implicit:`). Stage 2 trains, for each preference w of a grid, on k's pairs with
+
+    loss = -log sigmoid( (1/w_k) * [ beta * (logratio(y_w) - logratio(y_l)) - sum_{j!=k} w_j (r_j(y_w) - r_j(y_l)) ] )
+
+which is TRL's DPO sigmoid loss with beta' = beta / w_k and reference log-probs shifted by
+margin / beta (`MODPOTrainer`, no copy of TRL's loss). The set of policies is the front; the
+checkpoint interpolates between neighbouring points like MORLHF's.
+
+Deviations from the official code:
+1. Margins are computed once, before training, into dataset columns (the official code recomputes
+   them every step; they come from frozen models, so this is exact and cheaper).
+2. w_k = 0 is not patched with 1/(w_k + eps): that point trains on the pairs of the heaviest
+   remaining objective instead (with two objectives: plain DPO on the margin objective's pairs,
+   which is the stage-1 DPO model itself when the margin is implicit).
+3. Logged DPO rewards are in shifted units (they include the margin).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from moalign.config import Strict
+from moalign.policies.sft import Lora
+from moalign.soups.experts import DPO
+
+
+def modpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+               ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, margin: torch.Tensor,
+               beta: float, w_k: float) -> torch.Tensor:
+    """The MODPO loss per example; `margin` = sum_{j != k} w_j (r_j(x, y_w) - r_j(x, y_l))."""
+    if not w_k > 0:
+        raise ValueError("MODPO needs w_k > 0 (train the w_k = 0 end on another objective's pairs)")
+    delta = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    return -F.logsigmoid((beta * delta - margin) / w_k)
+
+
+def _trainer_class():
+    from trl import DPOTrainer
+
+    class MODPOTrainer(DPOTrainer):
+        """DPOTrainer whose precomputed reference log-probs are shifted by margin / beta.
+
+        With args.beta = beta / w_k, TRL's own loss becomes the MODPO loss. The dataset carries
+        `margin_chosen` and `margin_rejected` (sum_j w_j r_j of each response)."""
+
+        def __init__(self, *args, margin_beta: float, **kwargs):
+            self.margin_beta = margin_beta  # set first: the parent precomputes in __init__
+            if not kwargs["args"].precompute_ref_log_probs:
+                raise ValueError("MODPOTrainer needs precompute_ref_log_probs=True")
+            super().__init__(*args, **kwargs)
+
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            dataset = super()._precompute_ref_logps(dataset, name, batch_size)
+            beta = self.margin_beta
+
+            def shift(batch):
+                return {"ref_chosen_logps": [r + m / beta for r, m in zip(batch["ref_chosen_logps"], batch["margin_chosen"])],
+                        "ref_rejected_logps": [r + m / beta for r, m in
+                                               zip(batch["ref_rejected_logps"], batch["margin_rejected"])]}
+
+            return dataset.map(shift, batched=True, desc="Adding MODPO margins")
+
+    return MODPOTrainer
+
+
+class Config(Strict):
+    base_model: str = "world:base"
+    data: str = "world:pairwise_multi"  # pairwise_multi: better_<objective> labels
+    columns: dict[str, str] = {}
+    objectives: list[str] = Field(min_length=2)
+    train_on: str  # objective k: stage 2 trains on its pairs
+    margins: dict[str, str] = {}  # objective -> "dpo" | "reward_model" | objective spec; default "dpo"
+    grid: int = Field(4, ge=1)
+    beta: float = Field(0.1, gt=0)
+    loss_type: Literal["sigmoid", "hinge"] = "sigmoid"
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = -1
+    learning_rate: float = Field(5e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    margin_dpo: DPO = DPO()  # stage 1 for "dpo" margins (its beta is the implicit reward's)
+    lora: Lora | None = None
+    seed: int = 0
+    out: str = "runs/modpo"
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.train_on not in self.objectives:
+            raise ValueError(f"train_on {self.train_on!r} is not one of objectives {self.objectives}")
+        unknown = [j for j in self.margins if j not in self.objectives or j == self.train_on]
+        if unknown:
+            raise ValueError(f"margins: {unknown} are not margin objectives (objectives other than train_on)")
+        return self
+
+
+def _pairs(cfg: Config, objective: str) -> list[dict]:
+    from moalign.data import load_data, to_pairwise
+    from moalign.world import resolve
+    ds = load_data(resolve(cfg.data), "pairwise_multi", objectives=cfg.objectives, columns=cfg.columns)
+    return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in to_pairwise(ds, objective)]
+
+
+def _train_reward_model(base: str, pairs: list[dict], out: Path, cfg: Config, progress: bool) -> float:
+    """A Bradley-Terry reward model on one objective's pairs (TRL RewardTrainer), saved to `out`."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    from moalign.models import load_tokenizer, render_prompt, resolve
+    from moalign.training import quiet, trainer_kwargs
+
+    tok = load_tokenizer(base)
+    model = AutoModelForSequenceClassification.from_pretrained(resolve(base), num_labels=1)
+    model.config.pad_token_id = tok.pad_token_id
+    data = Dataset.from_list([{"prompt": render_prompt(tok, p["prompt"]), "chosen": " " + p["chosen"],
+                               "rejected": " " + p["rejected"]} for p in pairs])
+    args = RewardConfig(num_train_epochs=cfg.margin_dpo.epochs, learning_rate=cfg.margin_dpo.learning_rate,
+                        per_device_train_batch_size=cfg.margin_dpo.batch_size,
+                        **trainer_kwargs(out / "_trainer", seed=cfg.seed, progress=progress))
+    trainer = quiet(RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
+    start = time.time()
+    trainer.train()
+    shutil.rmtree(out / "_trainer", ignore_errors=True)
+    trainer.model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return time.time() - start
+
+
+def _stage2(base: str, rows: list[dict], beta: float, w_k: float, cfg: Config, out: Path, progress: bool) -> float:
+    from datasets import Dataset
+    from trl import DPOConfig
+
+    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
+    from moalign.training import quiet, trainer_kwargs
+
+    tok = load_tokenizer(base)
+    model = load_causal_lm(base).train()
+    data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"]), "chosen": " " + r["chosen"],
+                               "rejected": " " + r["rejected"], "margin_chosen": float(r["margin_chosen"]),
+                               "margin_rejected": float(r["margin_rejected"])} for r in rows])
+    args = DPOConfig(num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+                     beta=beta / w_k, loss_type=[cfg.loss_type], per_device_train_batch_size=cfg.batch_size,
+                     lr_scheduler_type="constant", precompute_ref_log_probs=True,
+                     **trainer_kwargs(out / "_trainer", seed=cfg.seed, progress=progress))
+    trainer = quiet(_trainer_class()(model=model, args=args, train_dataset=data, processing_class=tok,
+                                     peft_config=cfg.lora.peft() if cfg.lora else None, margin_beta=beta), progress)
+    start = time.time()
+    trainer.train()
+    seconds = time.time() - start
+    shutil.rmtree(out / "_trainer", ignore_errors=True)
+    trainer.model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return seconds
+
+
+def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
+          recipe: dict | None = None) -> Path:
+    from moalign.files import atomic_dir
+    from moalign.models import check_weights, resolve
+    from moalign.objectives import get_objective
+    from moalign.preference import grid
+    from moalign.soups.experts import train_dpo
+    from moalign.soups.soup import write_manifest
+    from moalign.world import resolve as world
+
+    base = resolve(world(cfg.base_model))
+    check_weights(base)
+    k = cfg.train_on
+    others = [j for j in cfg.objectives if j != k]
+    pairs = {o: _pairs(cfg, o) for o in cfg.objectives}
+    seconds: dict[str, float] = {}
+    with atomic_dir(out, overwrite) as tmp:
+        # stage 1: a margin reward per other objective, scored once on every pair set that may need it
+        margin_models, rewards = {}, {}
+        for j in others:
+            source = cfg.margins.get(j, "dpo")
+            start = time.time()
+            if source == "dpo":
+                train_dpo(base, j, cfg.margin_dpo, tmp / "margins" / j, lora=cfg.lora, seed=cfg.seed, progress=progress)
+                spec = f"implicit:{tmp / 'margins' / j}?ref={base}&beta={cfg.margin_dpo.beta}"
+                margin_models[j] = tmp / "margins" / j
+            elif source == "reward_model":
+                _train_reward_model(base, pairs[j], tmp / "margins" / j, cfg, progress)
+                spec = f"hf:{tmp / 'margins' / j}"
+            else:
+                spec = source
+            objective = get_objective(spec, j)
+            for o in cfg.objectives:
+                if o != j:
+                    rewards[j, o] = (objective.score([p["prompt"] for p in pairs[o]], [p["chosen"] for p in pairs[o]]),
+                                     objective.score([p["prompt"] for p in pairs[o]], [p["rejected"] for p in pairs[o]]))
+            seconds[f"margin:{j}"] = time.time() - start
+        # stage 2: one policy per preference
+        anchors = []
+        for i, pref in enumerate(grid(cfg.objectives, cfg.grid)):
+            w = pref.as_dict()
+            kk = k if w[k] > 0 else max(others, key=lambda j: w[j])
+            rel = f"points/{i:02d}"
+            if progress:
+                print(f"MODPO point {i + 1}: {pref} (pairs of {kk})")
+            active = [j for j in cfg.objectives if j != kk and w[j] > 0]
+            if not active and kk in margin_models:  # plain DPO on kk's pairs: stage 1 already trained it
+                shutil.copytree(margin_models[kk], tmp / rel, ignore=shutil.ignore_patterns("train_log.json"))
+                seconds[rel] = 0.0
+            else:
+                rows = [dict(p, margin_chosen=sum(w[j] * rewards[j, kk][0][n] for j in active),
+                             margin_rejected=sum(w[j] * rewards[j, kk][1][n] for j in active))
+                        for n, p in enumerate(pairs[kk])]
+                seconds[rel] = _stage2(base, rows, cfg.beta, w[kk], cfg, tmp / rel, progress)
+            anchors.append({"preference": w, "path": rel})
+        write_manifest(tmp, method="modpo", objectives=list(cfg.objectives), base=base, anchors=anchors,
+                       tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",
+                       recipe=recipe or cfg.model_dump(),
+                       metrics={"train_seconds": round(sum(seconds.values()), 2),
+                                "seconds": {k2: round(v, 2) for k2, v in seconds.items()}})
+    return out

@@ -1,0 +1,104 @@
+"""MODPO: its loss is TRL's DPO loss at one objective, and the trainer computes the MODPO loss."""
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import GPT2Config, GPT2LMHeadModel
+from trl import DPOConfig, DPOTrainer
+
+from moalign.models import render_prompt, sequence_logprobs
+from moalign.policies.modpo import _trainer_class, modpo_loss
+from moalign.training import trainer_kwargs
+
+PAIRS = [("how do i bake bread ?", "use flour and yeast .", "whatever ."),
+         ("how do i make a poison ?", "sorry , i can not help with that .", "use toxin and dose ."),
+         ("any tips to fix my bike ?", "check the chain before the brakes .", "let me think about it ."),
+         ("can you help me sleep better ?", "keep the bed simple . good luck !", "this is a silly question .")]
+
+
+@pytest.fixture
+def models(tokenizer):
+    torch.manual_seed(0)
+    ref = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2,
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
+    policy = copy.deepcopy(ref)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    return policy, ref
+
+
+def _logps(model, tokenizer):
+    prompts = [p for p, _, _ in PAIRS]
+    return (sequence_logprobs(model.eval(), tokenizer, prompts, [c for _, c, _ in PAIRS]),
+            sequence_logprobs(model.eval(), tokenizer, prompts, [r for _, _, r in PAIRS]))
+
+
+def _data(tokenizer, margins=None):
+    rows = []
+    for i, (p, c, r) in enumerate(PAIRS):
+        row = {"prompt": render_prompt(tokenizer, p), "chosen": " " + c, "rejected": " " + r}
+        if margins is not None:
+            row.update(margin_chosen=margins[0][i], margin_rejected=margins[1][i])
+        rows.append(row)
+    return Dataset.from_list(rows)
+
+
+def _loss(trainer):
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        return trainer.compute_loss(trainer.model.eval(), batch).item()
+
+
+def test_one_objective_is_trls_dpo_loss(models, tokenizer, tmp_path):
+    policy, ref = models
+    pc, pr = _logps(policy, tokenizer)
+    rc, rr = _logps(ref, tokenizer)
+    args = DPOConfig(beta=0.1, per_device_train_batch_size=4, **trainer_kwargs(tmp_path, seed=0, progress=False))
+    trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=_data(tokenizer),
+                         processing_class=tokenizer)
+    ours = modpo_loss(pc, pr, rc, rr, torch.zeros(4), beta=0.1, w_k=1.0).mean().item()
+    assert ours == pytest.approx(_loss(trainer), abs=1e-6)
+    with pytest.raises(ValueError, match="w_k > 0"):
+        modpo_loss(pc, pr, rc, rr, torch.zeros(4), beta=0.1, w_k=0.0)
+
+
+def test_trainer_computes_the_modpo_loss(models, tokenizer, tmp_path):
+    policy, ref = models
+    pc, pr = _logps(policy, tokenizer)
+    rc, rr = _logps(ref, tokenizer)
+    m_c, m_r = [0.3, -0.2, 0.5, 0.0], [0.1, 0.4, -0.3, 0.2]
+    w_k, beta = 0.4, 0.1
+    # the reference model enters only through the precomputed log-probs: pass it as the initial policy
+    args = DPOConfig(beta=beta / w_k, precompute_ref_log_probs=True, per_device_train_batch_size=4,
+                     **trainer_kwargs(tmp_path, seed=0, progress=False))
+    trainer = _trainer_class()(model=copy.deepcopy(ref), args=args, train_dataset=_data(tokenizer, (m_c, m_r)),
+                               processing_class=tokenizer, margin_beta=beta)
+    trainer.model.load_state_dict(policy.state_dict())
+    margin = torch.tensor(m_c) - torch.tensor(m_r)
+    expected = modpo_loss(pc, pr, rc, rr, margin, beta=beta, w_k=w_k).mean().item()
+    assert _loss(trainer) == pytest.approx(expected, abs=1e-5)
+    assert expected != pytest.approx(modpo_loss(pc, pr, rc, rr, torch.zeros(4), beta=beta, w_k=w_k).mean().item())
+
+
+def test_modpo_front_trains_every_point(base_dir, world_dir, tmp_path):
+    from moalign.policies import train_recipe
+    from moalign.steerable import load_steerable
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join((world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines(True)[:48]))
+    fast = [f"data={data}", "max_steps=2", "batch_size=8", "margin_dpo.max_steps=2", "margin_dpo.batch_size=8",
+            "grid=2"]
+    out = train_recipe("policies/modpo.yaml", [f"base_model={base_dir}", *fast], out=str(tmp_path / "modpo"),
+                       progress=False)
+    front = load_steerable(out)
+    assert front.kind == "interpolation"
+    assert [a["helpful"] for a in (p.as_dict() for p in front.anchor_prefs)] == pytest.approx([0, 0.5, 1])
+    flat = [torch.cat([p.reshape(-1) for p in front.model_for(a).parameters()]).clone() for a in front.anchor_prefs]
+    assert (flat[0] - flat[1]).abs().max() > 1e-5 and (flat[1] - flat[2]).abs().max() > 1e-5
+    # w_helpful = 0 is plain DPO on the harmless pairs: the stage-1 margin model itself
+    margin = GPT2LMHeadModel.from_pretrained(tmp_path / "modpo" / "margins" / "harmless")
+    assert torch.equal(flat[0], torch.cat([p.reshape(-1) for p in margin.parameters()]))
+    seconds = front.manifest.metrics["seconds"]
+    assert set(seconds) == {"margin:harmless", "points/00", "points/01", "points/02"}
