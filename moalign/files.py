@@ -20,11 +20,21 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise MoalignError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
 
 
+def is_main_process() -> bool:
+    """False in the other processes of a distributed run (`accelerate launch`, torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a fresh temporary directory that becomes `out` when the block succeeds."""
+    """Yield a fresh temporary directory that becomes `out` when the block succeeds.
+
+    In a distributed run every process trains and writes, but only the main one publishes: the
+    others' copies (identical, as DDP keeps the weights in sync) are discarded."""
     out = Path(out).expanduser().absolute()
-    check_out(out, overwrite)
+    main = is_main_process()
+    if main:
+        check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -34,6 +44,9 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if not main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     if out.exists():
         out.rename(old)

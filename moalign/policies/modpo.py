@@ -61,6 +61,8 @@ def _trainer_class():
             super().__init__(*args, **kwargs)
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
+            if "ref_chosen_logps" in dataset.column_names:  # moalign precomputed them, margins included
+                return dataset
             dataset = super()._precompute_ref_logps(dataset, name, batch_size)
             beta = self.margin_beta
 
@@ -140,14 +142,21 @@ def _stage2(base: str, rows: list[dict], beta: float, w_k: float, cfg: Config, o
     from datasets import Dataset
     from trl import DPOConfig
 
-    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
+    from moalign.models import load_causal_lm, load_tokenizer, render_prompt, sequence_logprobs
     from moalign.training import quiet, trainer_kwargs
 
     tok = load_tokenizer(base)
-    model = load_causal_lm(base).train()
+    model = load_causal_lm(base)
+    # Reference log-probs shifted by margin / beta, computed here rather than by TRL's precompute: it
+    # caches them in a per-process temporary file that other ranks of a distributed run cannot read.
+    prompts = [r["prompt"] for r in rows]
+    ref = [sequence_logprobs(model, tok, prompts, [r[side] for r in rows]) for side in ("chosen", "rejected")]
     data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"]), "chosen": " " + r["chosen"],
-                               "rejected": " " + r["rejected"], "margin_chosen": float(r["margin_chosen"]),
-                               "margin_rejected": float(r["margin_rejected"])} for r in rows])
+                               "rejected": " " + r["rejected"],
+                               "ref_chosen_logps": float(ref[0][n]) + r["margin_chosen"] / beta,
+                               "ref_rejected_logps": float(ref[1][n]) + r["margin_rejected"] / beta}
+                              for n, r in enumerate(rows)])
+    model.train()
     args = DPOConfig(num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                      beta=beta / w_k, loss_type=[cfg.loss_type], per_device_train_batch_size=cfg.batch_size,
                      lr_scheduler_type="constant", precompute_ref_log_probs=True,
