@@ -155,9 +155,22 @@ def generate(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (
 
 
 @app.command()
-def serve(checkpoints: Optional[List[Path]] = typer.Argument(None)):
-    """Serve checkpoints over an OpenAI-compatible API (arrives with the serving issue)."""
-    raise MoalignError("serve is not available yet in this version; use `moalign generate` meanwhile")
+def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serve: DIR or NAME=DIR."),
+          host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
+          port: int = typer.Option(8000, min=0, max=65535),
+          api_key: Optional[str] = typer.Option(None, envvar="MOALIGN_API_KEY",
+                                                help="Require Authorization: Bearer KEY (also $MOALIGN_API_KEY)."),
+          max_tokens_cap: int = typer.Option(256, min=1, help="Largest max_tokens a request may ask for."),
+          max_prompt_tokens: int = typer.Option(512, min=1, help="Longest prompt accepted, in tokens.")):
+    """Serve checkpoints over an OpenAI-compatible API, with a playground page at /."""
+    import uvicorn
+
+    from moalign.serve.app import create_app, load_server
+    server = load_server(checkpoints, api_key=api_key, max_tokens_cap=max_tokens_cap,
+                         max_prompt_tokens=max_prompt_tokens)
+    console.print(f"serving {', '.join(server.engines)} on http://{host}:{port}/ "
+                  f"({'API key required' if api_key else 'no API key'})")
+    uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
 
 
 @app.command()

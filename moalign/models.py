@@ -74,12 +74,16 @@ def render_prompt(tokenizer, prompt: Prompt, system: str | None = None) -> str:
     return prompt if system is None else f"{system}\n\n{prompt}"
 
 
-@torch.no_grad()
-def generate(model, tokenizer, prompts: Sequence[Prompt], *, max_new_tokens: int = 48,
-             do_sample: bool = True, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-             seed: int = 0, batch_size: int = 64, system: str | None = None) -> list[str]:
+def generate(model, tokenizer, prompts: Sequence[Prompt], *, system: str | None = None, **gen) -> list[str]:
     """Answers to `prompts`, in order. Seeded: the same call returns the same texts."""
-    texts = [render_prompt(tokenizer, p, system) for p in prompts]
+    return generate_rendered(model, tokenizer, [render_prompt(tokenizer, p, system) for p in prompts], **gen)
+
+
+@torch.no_grad()
+def generate_rendered(model, tokenizer, texts: Sequence[str], *, max_new_tokens: int = 48, do_sample: bool = True,
+                      temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, seed: int = 0,
+                      batch_size: int = 64, streamer=None) -> list[str]:
+    """Answers to already rendered prompt texts (what the model sees), in order."""
     out: list[str] = []
     device = next(model.parameters()).device
     for start in range(0, len(texts), batch_size):
@@ -90,7 +94,7 @@ def generate(model, tokenizer, prompts: Sequence[Prompt], *, max_new_tokens: int
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
         gen = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id, **kwargs)
+                             eos_token_id=tokenizer.eos_token_id, streamer=streamer, **kwargs)
         new = gen[:, batch["input_ids"].shape[1]:]
         out += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from moalign.errors import MoalignError
-from moalign.models import Prompt, check_weights, generate, load_causal_lm, load_tokenizer
+from moalign.models import Prompt, check_weights, generate_rendered, load_causal_lm, load_tokenizer, render_prompt
 from moalign.preference import Preference, PreferenceLike
 
 MANIFEST = "moalign.json"
@@ -110,10 +110,17 @@ class SteerablePolicy:
         """A transformers model for this preference (methods that materialise one)."""
         raise NotImplementedError(f"{type(self).__name__} has no model per preference")
 
+    def prepare(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
+                user: str | None = None) -> tuple[Any, list[str]]:
+        """The model to generate with and the texts it sees, for this steering. Methods that steer
+        through the prompt override this to write the preference into the texts."""
+        pref = self.preference(preference, user) or self.default_preference()
+        return self.model_for(pref), [render_prompt(self.tokenizer, p) for p in prompts]
+
     def generate(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
                  user: str | None = None, **gen) -> list[str]:
-        pref = self.preference(preference, user) or self.default_preference()
-        return generate(self.model_for(pref), self.tokenizer, prompts, **gen)
+        model, texts = self.prepare(prompts, preference, user)
+        return generate_rendered(model, self.tokenizer, texts, **gen)
 
 
 class FixedPolicy(SteerablePolicy):

@@ -85,5 +85,6 @@ def test_front_plot_merge(run_cli, base_dir, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(merged.state_dict().values(), base.state_dict().values()))
 
 
-def test_serve_is_a_clear_error_until_it_lands(run_cli):
-    _one_line_error(*run_cli("serve"), "not available")
+def test_serve_refuses_a_bad_checkpoint(run_cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    _one_line_error(*run_cli("serve", tmp_path / "empty"), "no model weights")

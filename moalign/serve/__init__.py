@@ -1,0 +1,1 @@
+"""Serving steerable checkpoints: an OpenAI-compatible API (FastAPI) and a playground page."""
