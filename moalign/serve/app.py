@@ -293,3 +293,33 @@ def load_server(checkpoints: list[str], **options) -> Server:
     if not policies:
         raise MoalignError("serve: give at least one checkpoint")
     return Server(policies, **options)
+
+
+class BackgroundServer:
+    """Serve an app on a free loopback port from a thread (tests, benchmarks): `with ... as s: s.url`."""
+
+    def __init__(self, app: FastAPI, server: Server | None = None, host: str = "127.0.0.1"):
+        import socket
+        import threading
+
+        import uvicorn
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.server = server
+        self.uvicorn = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
+
+    def __enter__(self) -> "BackgroundServer":
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.uvicorn.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.uvicorn.should_exit = True
+        self.thread.join(timeout=10)

@@ -1,17 +1,6 @@
-import socket
-import threading
-import time
-
 import pytest
 import torch
-import uvicorn
 from transformers import AutoModelForCausalLM
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -33,38 +22,17 @@ def soup_dir(base_dir, tmp_path_factory):
     return root / "soup"
 
 
-class Running:
-    def __init__(self, app, server):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = server
-        self.uvicorn = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.uvicorn.started:
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.uvicorn.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def running(base_dir, soup_dir):
-    from moalign.serve.app import create_app, load_server
+    from moalign.serve.app import BackgroundServer, create_app, load_server
     server = load_server([f"base={base_dir}", f"soup={soup_dir}"], max_tokens_cap=128, max_prompt_tokens=64)
-    with Running(create_app(server), server) as r:
+    with BackgroundServer(create_app(server), server) as r:
         yield r
 
 
 @pytest.fixture(scope="module")
 def running_with_key(base_dir):
-    from moalign.serve.app import create_app, load_server
+    from moalign.serve.app import BackgroundServer, create_app, load_server
     server = load_server([f"base={base_dir}"], api_key="sesame")
-    with Running(create_app(server), server) as r:
+    with BackgroundServer(create_app(server), server) as r:
         yield r
