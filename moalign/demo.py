@@ -17,6 +17,7 @@ DEMO_METHODS: list[tuple[str, str, list[str]]] = [
     ("sft", "policies/sft.yaml", []),
     ("soup", "soups/world.yaml", ["expert.steps=100"]),
     ("morlhf", "policies/morlhf.yaml", ["grid=2", "rl.steps=100"]),
+    ("modpo", "policies/modpo.yaml", ["grid=2"]),
 ]
 
 

@@ -7,7 +7,8 @@ from moalign.evals.pareto import hypervolume
 
 FAST = {"sft": ["max_steps=3"],
         "soup": ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4", "expert.max_completion_length=16"],
-        "morlhf": ["grid=1", "rl.steps=2", "rl.batch_size=16", "rl.num_generations=4", "rl.max_completion_length=16"]}
+        "morlhf": ["grid=1", "rl.steps=2", "rl.batch_size=16", "rl.num_generations=4", "rl.max_completion_length=16"],
+        "modpo": ["grid=1", "max_steps=2", "margin_dpo.max_steps=2"]}
 
 
 def test_demo_writes_a_front_per_method_a_plot_and_a_table(run_cli, base_dir, tmp_path, monkeypatch):
@@ -17,7 +18,7 @@ def test_demo_writes_a_front_per_method_a_plot_and_a_table(run_cli, base_dir, tm
     code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--quiet")
     assert code == 0, err
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert [r["method"] for r in summary["methods"]] == ["base", "sft", "soup", "morlhf"]
+    assert [r["method"] for r in summary["methods"]] == ["base", "sft", "soup", "morlhf", "modpo"]
     for row in summary["methods"]:
         front = json.loads((tmp_path / "demo" / "fronts" / row["method"] / "front.json").read_text())
         assert len(front["points"]) == 11
