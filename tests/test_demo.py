@@ -8,12 +8,15 @@ from moalign.evals.pareto import hypervolume
 FAST = {"sft": ["max_steps=3"],
         "soup": ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4", "expert.max_completion_length=16"],
         "morlhf": ["grid=1", "rl.steps=2", "rl.batch_size=16", "rl.num_generations=4", "rl.max_completion_length=16"],
-        "modpo": ["grid=1", "max_steps=2", "margin_dpo.max_steps=2"]}
+        "modpo": ["grid=1", "max_steps=2", "margins.harmless=world:harmless"]}
 
 
-def test_demo_writes_a_front_per_method_a_plot_and_a_table(run_cli, base_dir, tmp_path, monkeypatch):
-    # every method of the demo, each cut to a few steps (the demo's own settings take minutes)
-    methods = [(name, recipe, FAST[name]) for name, recipe, _ in demo_module.DEMO_METHODS]
+def test_demo_writes_a_front_per_method_a_plot_and_a_table(run_cli, base_dir, world_dir, tmp_path, monkeypatch):
+    # every method of the demo, each cut to a few steps and (MODPO) a few pairs: the real settings take minutes
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join((world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines(True)[:32]))
+    fast = dict(FAST, modpo=FAST["modpo"] + [f"data={pairs}"])
+    methods = [(name, recipe, fast[name]) for name, recipe, _ in demo_module.DEMO_METHODS]
     monkeypatch.setattr(demo_module, "DEMO_METHODS", methods)
     code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--quiet")
     assert code == 0, err
