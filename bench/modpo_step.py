@@ -54,7 +54,7 @@ def main() -> None:
                        processing_class=tok, **kw)
 
         runs = {"modpo": trainer(_trainer_class(), margins, margin_beta=0.1, args={"precompute_ref_log_probs": True}),
-                "dpo": trainer(DPOTrainer, base),
+                "dpo": trainer(DPOTrainer, base, ref_model=copy.deepcopy(model)),
                 "dpo_precompute": trainer(DPOTrainer, base, args={"precompute_ref_log_probs": True})}
         batches = {k: next(iter(t.get_train_dataloader())) for k, t in runs.items()}
         for t in runs.values():
