@@ -35,8 +35,11 @@ class _Job:
     future: asyncio.Future = field(default=None)
 
     def key(self):
+        """Jobs with equal keys share a generate call. The seed is left out: a batch samples with its
+        first job's seed, so a seed reproduces a sampled answer only when it was generated alone
+        (OpenAI's seed is best effort too; greedy answers do not depend on it)."""
         pref = self.preference.key() if self.preference is not None else None
-        return pref, self.user, tuple(sorted(self.gen.items()))
+        return pref, self.user, tuple(sorted((k, v) for k, v in self.gen.items() if k != "seed"))
 
 
 class _QueueStreamer(TextStreamer):
