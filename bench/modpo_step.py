@@ -57,8 +57,9 @@ def main() -> None:
                 "dpo": trainer(DPOTrainer, base, ref_model=copy.deepcopy(model)),
                 "dpo_precompute": trainer(DPOTrainer, base, args={"precompute_ref_log_probs": True})}
         batches = {k: next(iter(t.get_train_dataloader())) for k, t in runs.items()}
-        for t in runs.values():
+        for t in runs.values():  # what Trainer.train sets up before its first training_step
             t.create_optimizer_and_scheduler(num_training_steps=repeats * 2)
+            t.current_gradient_accumulation_steps = 1
         times = {k: [] for k in runs}
         for _ in range(repeats):  # interleaved, so drift affects all alike
             for k, t in runs.items():
