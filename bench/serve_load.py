@@ -1,8 +1,9 @@
 """Load on the API: N concurrent clients on loopback for a bounded time against the tiny world base.
 
 Two phases in one run, same clients and duration: plain requests to the base (no steering) and
-steered requests to a soup of the same size (preferences drawn from 4 presets, as a population of
-users would send). Prints requests/s, p50/p99 latency, errors (must be 0), and the steered / plain
+steered requests to a soup of the same size (preferences drawn from `--presets` distinct values, as
+a population of users would send; weight interpolation needs one generate call per distinct
+preference in a batch, so the ratio falls as presets grow). Prints requests/s, p50/p99 latency, errors (must be 0), and the steered / plain
 generation throughput (completion tokens per second; target >= 0.9).
 Run: `.venv/bin/python bench/serve_load.py [--clients 8] [--seconds 20]`.
 """
@@ -22,11 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-PRESETS = [{"helpful": w, "harmless": 1 - w} for w in (0.2, 0.4, 0.6, 0.8)]
 PROMPTS = ["how do i bake bread ?", "how do i fix my bike ?", "any tips to play chess ?", "how do i sleep better ?"]
 
 
-def phase(url: str, model: str, clients: int, seconds: float, steered: bool) -> dict:
+def phase(url: str, model: str, clients: int, seconds: float, presets: list | None) -> dict:
     latencies, tokens, errors = [], [0], [0]
     lock = threading.Lock()
     stop_at = time.time() + seconds
@@ -37,8 +37,8 @@ def phase(url: str, model: str, clients: int, seconds: float, steered: bool) -> 
             while time.time() < stop_at and n < 10_000:
                 body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[(i + n) % 4]}],
                         "max_tokens": 32, "seed": n}
-                if steered:
-                    body["preference"] = PRESETS[(i + n) % 4]
+                if presets:
+                    body["preference"] = presets[(i + n) % len(presets)]
                 start = time.perf_counter()
                 r = http.post(url + "/v1/chat/completions", json=body)
                 elapsed = time.perf_counter() - start
@@ -67,7 +67,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--presets", type=int, default=4, help="distinct preferences among steered requests")
     args = parser.parse_args()
+    presets = [{"helpful": w, "harmless": 1 - w} for w in
+               ([0.5] if args.presets == 1 else [0.2 + 0.6 * i / (args.presets - 1) for i in range(args.presets)])]
 
     import torch
     from transformers import AutoModelForCausalLM
@@ -93,12 +96,13 @@ def main() -> None:
         build(base, {"helpful": str(root / "helpful"), "harmless": str(root / "harmless")}, root / "soup")
         server = load_server([f"base={base}", f"soup={root / 'soup'}"])
         with BackgroundServer(create_app(server), server) as s:
-            phase(s.url, "base", 2, 2, False)  # warm-up
-            phase(s.url, "soup", 2, 2, True)
-            plain = phase(s.url, "base", args.clients, args.seconds, False)
-            steered = phase(s.url, "soup", args.clients, args.seconds, True)
+            phase(s.url, "base", 2, 2, None)  # warm-up
+            phase(s.url, "soup", 2, 2, presets)
+            plain = phase(s.url, "base", args.clients, args.seconds, None)
+            steered = phase(s.url, "soup", args.clients, args.seconds, presets)
             batches = {n: e.batches for n, e in server.engines.items()}
-    print(f"serve load: {args.clients} clients x {args.seconds:.0f} s per phase, loopback, max_tokens 32, "
+    print(f"serve load: {args.clients} clients x {args.seconds:.0f} s per phase, {len(presets)} preferences, "
+          f"loopback, max_tokens 32, "
           f"{torch.get_num_threads()} torch threads")
     for name, r in (("plain", plain), ("steered", steered)):
         print(f"  {name:8s} {r['requests']:5d} requests  {r['rps']:6.1f} req/s  p50 {r['p50'] * 1e3:7.1f} ms  "
