@@ -21,3 +21,31 @@ def quiet(trainer, progress: bool):
         from transformers.trainer_callback import PrinterCallback
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def train_and_save(trainer, out: Path, tokenizer, merge_lora: bool = False) -> float:
+    """Train, then save the model (LoRA merged into it if asked), the tokenizer and the log history
+    into `out`, dropping the trainer's scratch directory. Returns the training seconds."""
+    import json
+    import shutil
+    import time
+
+    start = time.time()
+    trainer.train()
+    seconds = time.time() - start
+    model = trainer.model.merge_and_unload() if merge_lora else trainer.model
+    shutil.rmtree(Path(trainer.args.output_dir), ignore_errors=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    history = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
+    (Path(out) / "train_log.json").write_text(json.dumps(history, indent=1) + "\n")
+    return seconds
+
+
+def base_path(reference: str) -> str:
+    """The local path of a recipe's `base_model` (`world:base`, a directory, or a hub id), checked."""
+    from moalign.models import check_weights, resolve
+    from moalign.world import resolve as world
+    path = resolve(world(reference))
+    check_weights(path)
+    return path

@@ -1,7 +1,6 @@
 """The command line: real runs in-process, and every bad input is one line with exit status 2."""
 import json
 
-import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -119,7 +119,7 @@ def _train_reward_model(base: str, pairs: list[dict], out: Path, cfg: Config, pr
     from trl import RewardConfig, RewardTrainer
 
     from moalign.models import load_tokenizer, render_prompt, resolve
-    from moalign.training import quiet, trainer_kwargs
+    from moalign.training import quiet, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
     model = AutoModelForSequenceClassification.from_pretrained(resolve(base), num_labels=1)
@@ -130,12 +130,7 @@ def _train_reward_model(base: str, pairs: list[dict], out: Path, cfg: Config, pr
                         per_device_train_batch_size=cfg.margin_dpo.batch_size,
                         **trainer_kwargs(out / "_trainer", seed=cfg.seed, progress=progress))
     trainer = quiet(RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
-    start = time.time()
-    trainer.train()
-    shutil.rmtree(out / "_trainer", ignore_errors=True)
-    trainer.model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return time.time() - start
+    return train_and_save(trainer, out, tok)
 
 
 def _stage2(base: str, rows: list[dict], beta: float, w_k: float, cfg: Config, out: Path, progress: bool) -> float:
@@ -143,7 +138,7 @@ def _stage2(base: str, rows: list[dict], beta: float, w_k: float, cfg: Config, o
     from trl import DPOConfig
 
     from moalign.models import load_causal_lm, load_tokenizer, render_prompt, sequence_logprobs
-    from moalign.training import quiet, trainer_kwargs
+    from moalign.training import quiet, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base)
@@ -163,27 +158,19 @@ def _stage2(base: str, rows: list[dict], beta: float, w_k: float, cfg: Config, o
                      **trainer_kwargs(out / "_trainer", seed=cfg.seed, progress=progress))
     trainer = quiet(_trainer_class()(model=model, args=args, train_dataset=data, processing_class=tok,
                                      peft_config=cfg.lora.peft() if cfg.lora else None, margin_beta=beta), progress)
-    start = time.time()
-    trainer.train()
-    seconds = time.time() - start
-    shutil.rmtree(out / "_trainer", ignore_errors=True)
-    trainer.model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return seconds
+    return train_and_save(trainer, out, tok)
 
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
     from moalign.files import atomic_dir
-    from moalign.models import check_weights, resolve
     from moalign.objectives import get_objective
     from moalign.preference import grid
     from moalign.soups.experts import train_dpo
     from moalign.soups.soup import write_manifest
-    from moalign.world import resolve as world
+    from moalign.training import base_path
 
-    base = resolve(world(cfg.base_model))
-    check_weights(base)
+    base = base_path(cfg.base_model)
     k = cfg.train_on
     others = [j for j in cfg.objectives if j != k]
     pairs = {o: _pairs(cfg, o) for o in cfg.objectives}

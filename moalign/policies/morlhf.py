@@ -34,13 +34,11 @@ class Config(Strict):
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
     from moalign.files import atomic_dir
-    from moalign.models import check_weights, resolve
     from moalign.preference import grid
     from moalign.soups.soup import write_manifest
-    from moalign.world import resolve as world
+    from moalign.training import base_path
 
-    base = resolve(world(cfg.base_model))
-    check_weights(base)
+    base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     prefs = grid(names, cfg.grid)
     anchors, seconds = [], []

@@ -7,8 +7,6 @@ plain HF model with a `fixed` steering manifest.
 """
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -54,7 +52,7 @@ def fit(model_path: str, rows: list[dict], out: Path, *, epochs: float, learning
     from trl import SFTConfig, SFTTrainer
 
     from moalign.models import load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, trainer_kwargs
+    from moalign.training import quiet, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(model_path)
     model = load_causal_lm(model_path).train()
@@ -63,30 +61,20 @@ def fit(model_path: str, rows: list[dict], out: Path, *, epochs: float, learning
     args = SFTConfig(num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
                      learning_rate=learning_rate, lr_scheduler_type="constant", max_length=max_length,
                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
-    start = time.time()
     trainer = quiet(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
                                peft_config=lora.peft() if lora else None), progress)
-    trainer.train()
-    seconds = time.time() - start
-    model = trainer.model
-    if lora:
-        model = model.merge_and_unload()
-    shutil.rmtree(out / "_trainer", ignore_errors=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return seconds
+    return train_and_save(trainer, out, tok, merge_lora=lora is not None)
 
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
     from moalign.data import load_data
     from moalign.files import atomic_dir
-    from moalign.models import check_weights, resolve
     from moalign.steerable import Manifest
+    from moalign.training import base_path
     from moalign.world import resolve as world
 
-    base = resolve(world(cfg.base_model))
-    check_weights(base)
+    base = base_path(cfg.base_model)
     ds = load_data(world(cfg.data), cfg.format, columns=cfg.columns)
     key = "response" if cfg.format == "sft" else "chosen"
     rows = [{"prompt": r["prompt"], "response": r[key]} for r in ds]

@@ -10,9 +10,6 @@ top of its base). Returns the training seconds.
 """
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -71,21 +68,13 @@ def reward_functions(objectives: dict[str, str]) -> list:
     return funcs
 
 
-def _finish(trainer, out: Path, tok) -> None:
-    shutil.rmtree(out / "_trainer", ignore_errors=True)
-    trainer.model.save_pretrained(out)
-    tok.save_pretrained(out)
-    history = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
-    (out / "train_log.json").write_text(json.dumps(history, indent=1) + "\n")
-
-
 def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, out: Path, *,
              lora: Lora | None = None, seed: int = 0, progress: bool = True) -> float:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     from moalign.models import load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, trainer_kwargs
+    from moalign.training import quiet, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base).train()
@@ -99,11 +88,7 @@ def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: R
                       **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
     trainer = quiet(trainer_cls(model=model, reward_funcs=reward_functions(objectives), args=args, train_dataset=data,
                                 processing_class=tok, peft_config=lora.peft() if lora else None), progress)
-    start = time.time()
-    trainer.train()
-    seconds = time.time() - start
-    _finish(trainer, out, tok)
-    return seconds
+    return train_and_save(trainer, out, tok)
 
 
 def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | None = None, seed: int = 0,
@@ -113,7 +98,7 @@ def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | No
 
     from moalign.data import load_data, to_pairwise
     from moalign.models import load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, trainer_kwargs
+    from moalign.training import quiet, train_and_save, trainer_kwargs
     from moalign.world import resolve
 
     tok = load_tokenizer(base)
@@ -127,8 +112,4 @@ def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | No
                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
     trainer = quiet(DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
                                peft_config=lora.peft() if lora else None), progress)
-    start = time.time()
-    trainer.train()
-    seconds = time.time() - start
-    _finish(trainer, out, tok)
-    return seconds
+    return train_and_save(trainer, out, tok)

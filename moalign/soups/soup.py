@@ -47,11 +47,9 @@ def write_manifest(directory: Path, *, method: str, objectives: list[str], base:
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
     from moalign.files import atomic_dir
-    from moalign.models import check_weights, resolve
-    from moalign.world import resolve as world
+    from moalign.training import base_path
 
-    base = resolve(world(cfg.base_model))
-    check_weights(base)
+    base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     seconds: dict[str, float] = {}
     with atomic_dir(out, overwrite) as tmp:

@@ -1,6 +1,5 @@
 """The API through the official `openai` client, and every bad input over raw HTTP."""
 import concurrent.futures
-import json
 
 import httpx
 import openai
