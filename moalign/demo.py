@@ -15,8 +15,8 @@ SUITE = "evals/world.yaml"
 # cores); the base is traced first, untrained. The full recipes are what the README's results use.
 DEMO_METHODS: list[tuple[str, str, list[str]]] = [
     ("sft", "policies/sft.yaml", []),
-    ("soup", "soups/world.yaml", ["expert.steps=100"]),
-    ("morlhf", "policies/morlhf.yaml", ["grid=2", "rl.steps=100"]),
+    ("soup", "soups/world.yaml", ["expert.steps=80"]),
+    ("morlhf", "policies/morlhf.yaml", ["grid=2", "rl.steps=80"]),
     ("modpo", "policies/modpo.yaml", ["grid=2"]),
 ]
 
