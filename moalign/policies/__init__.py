@@ -1,5 +1,6 @@
 """Training methods. Each is one module with a pydantic `Config` and `train(cfg, out, ...) -> Path`
-that writes a steerable checkpoint; this dict literal is the registry `moalign train` dispatches on.
+that writes a steerable checkpoint (or, for `reward_model`, a reward model to use as `hf:<dir>`);
+this dict literal is the registry `moalign train` dispatches on.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ METHODS = {
     "soup": "moalign.soups.soup",
     "morlhf": "moalign.policies.morlhf",
     "modpo": "moalign.policies.modpo",
+    "reward_model": "moalign.policies.reward_model",
 }
 
 

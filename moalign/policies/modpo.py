@@ -112,27 +112,6 @@ def _pairs(cfg: Config, objective: str) -> list[dict]:
     return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in to_pairwise(ds, objective)]
 
 
-def _train_reward_model(base: str, pairs: list[dict], out: Path, cfg: Config, progress: bool) -> float:
-    """A Bradley-Terry reward model on one objective's pairs (TRL RewardTrainer), saved to `out`."""
-    from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
-    from trl import RewardConfig, RewardTrainer
-
-    from moalign.models import load_tokenizer, render_prompt, resolve
-    from moalign.training import quiet, train_and_save, trainer_kwargs
-
-    tok = load_tokenizer(base)
-    model = AutoModelForSequenceClassification.from_pretrained(resolve(base), num_labels=1)
-    model.config.pad_token_id = tok.pad_token_id
-    data = Dataset.from_list([{"prompt": render_prompt(tok, p["prompt"]), "chosen": " " + p["chosen"],
-                               "rejected": " " + p["rejected"]} for p in pairs])
-    args = RewardConfig(num_train_epochs=cfg.margin_dpo.epochs, learning_rate=cfg.margin_dpo.learning_rate,
-                        per_device_train_batch_size=cfg.margin_dpo.batch_size,
-                        **trainer_kwargs(out / "_trainer", seed=cfg.seed, progress=progress))
-    trainer = quiet(RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
-    return train_and_save(trainer, out, tok)
-
-
 def _stage2(base: str, rows: list[dict], beta: float, w_k: float, cfg: Config, out: Path, progress: bool) -> float:
     from datasets import Dataset
     from trl import DPOConfig
@@ -165,6 +144,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
           recipe: dict | None = None) -> Path:
     from moalign.files import atomic_dir
     from moalign.objectives import get_objective
+    from moalign.policies.reward_model import fit as fit_reward_model
     from moalign.preference import grid
     from moalign.soups.experts import train_dpo
     from moalign.soups.soup import write_manifest
@@ -186,7 +166,9 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 spec = f"implicit:{tmp / 'margins' / j}?ref={base}&beta={cfg.margin_dpo.beta}"
                 margin_models[j] = tmp / "margins" / j
             elif source == "reward_model":
-                _train_reward_model(base, pairs[j], tmp / "margins" / j, cfg, progress)
+                fit_reward_model(base, pairs[j], tmp / "margins" / j, epochs=cfg.margin_dpo.epochs,
+                                 learning_rate=cfg.margin_dpo.learning_rate, batch_size=cfg.margin_dpo.batch_size,
+                                 seed=cfg.seed, progress=progress)
                 spec = f"hf:{tmp / 'margins' / j}"
             else:
                 spec = source
