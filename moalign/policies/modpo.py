@@ -105,11 +105,13 @@ class Config(Strict):
         return self
 
 
-def _pairs(cfg: Config, objective: str) -> list[dict]:
+def _pairs(cfg: Config) -> dict[str, list[dict]]:
+    """Each objective's preference pairs (chosen/rejected by its better_<objective> labels)."""
     from moalign.data import load_data, to_pairwise
     from moalign.world import resolve
     ds = load_data(resolve(cfg.data), "pairwise_multi", objectives=cfg.objectives, columns=cfg.columns)
-    return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in to_pairwise(ds, objective)]
+    return {o: [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in to_pairwise(ds, o)]
+            for o in cfg.objectives}
 
 
 def _stage2(base: str, rows: list[dict], beta: float, w_k: float, cfg: Config, out: Path, progress: bool) -> float:
@@ -153,7 +155,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     base = base_path(cfg.base_model)
     k = cfg.train_on
     others = [j for j in cfg.objectives if j != k]
-    pairs = {o: _pairs(cfg, o) for o in cfg.objectives}
+    pairs = _pairs(cfg)
     seconds: dict[str, float] = {}
     with atomic_dir(out, overwrite) as tmp:
         # stage 1: a margin reward per other objective, scored once on every pair set that may need it

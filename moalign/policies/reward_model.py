@@ -41,7 +41,10 @@ def fit(base: str, pairs: list[dict], out: Path, *, epochs: float, learning_rate
     from moalign.models import load_tokenizer, render_prompt, resolve
     from moalign.training import quiet, train_and_save, trainer_kwargs
 
+    import torch
+
     tok = load_tokenizer(base)
+    torch.manual_seed(seed)  # the new score head is initialised from the global generator
     model = AutoModelForSequenceClassification.from_pretrained(resolve(base), num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
     data = Dataset.from_list([{"prompt": render_prompt(tok, p["prompt"]), "chosen": " " + p["chosen"],
