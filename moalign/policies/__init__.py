@@ -43,5 +43,5 @@ def train_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), out: st
     module, cfg = load_recipe(path, overrides)
     target = Path(out or cfg.out).expanduser().absolute()
     check_out(target, overwrite)
-    recipe = {"method": module.__name__.rsplit(".", 1)[-1], **cfg.model_dump()}
+    recipe = {"method": module.__name__.rsplit(".", 1)[-1], **cfg.model_dump(), "out": str(target)}
     return module.train(cfg, target, overwrite=overwrite, progress=progress, recipe=recipe)
