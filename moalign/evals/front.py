@@ -54,6 +54,10 @@ def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None
     from moalign.evals.pareto import nsga2_search
 
     names = list(suite.objectives)
+    missing = [n for n in names if policy.objectives and n not in policy.objectives]
+    if missing and policy.kind != "fixed":
+        raise MoalignError(f"the eval suite's objectives {names} include {missing}, which this checkpoint "
+                           f"cannot be steered on (its objectives: {policy.objectives})")
     objectives = {n: get_objective(spec, n) for n, spec in suite.objectives.items()}
     prompts = suite_prompts(suite)
     if not prompts:

@@ -92,3 +92,14 @@ def test_chord_gaps_by_hand():
     assert chord_gaps(front) == {"x": {"mean": 0.2, "min": 0.2}, "y": {"mean": -0.1, "min": -0.1}}
     with pytest.raises(MoalignError, match="end points"):
         chord_gaps({"objectives": ["x", "y"], "points": front["points"][:2]})
+
+
+def test_suite_objectives_must_be_the_checkpoints(tmp_path):
+    from moalign.steerable import Manifest, SteerablePolicy
+
+    class Steered(SteerablePolicy):
+        kind = "interpolation"
+
+    policy = Steered(tmp_path, Manifest(method="soup", objectives=["helpful", "harmless"], steering={"kind": "x"}))
+    with pytest.raises(MoalignError, match="include \\['concise'\\], which this checkpoint cannot be steered on"):
+        trace_front(policy, load_suite("evals/world_concise.yaml"), progress=False)
