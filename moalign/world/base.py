@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from moalign.files import atomic_dir
@@ -69,7 +68,7 @@ def _train(out: Path, seed: int, progress: bool) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from moalign.models import render_prompt
-    from moalign.training import quiet, trainer_kwargs
+    from moalign.training import quiet, train_and_save, trainer_kwargs
     from moalign.world.build import build_world
 
     tok = build_tokenizer()
@@ -86,17 +85,12 @@ def _train(out: Path, seed: int, progress: bool) -> dict:
                      learning_rate=TRAIN["learning_rate"], warmup_steps=TRAIN["warmup_steps"],
                      lr_scheduler_type="cosine", weight_decay=0.0, max_length=ARCH["n_positions"],
                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
-    start = time.time()
-    trainer = quiet(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
-    result = trainer.train()
-    seconds = time.time() - start
-    shutil.rmtree(out / "_trainer", ignore_errors=True)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return {"train_seconds": round(seconds, 2), "train_loss": round(float(result.training_loss), 4),
-            "examples": len(rows)}
+    trainer = quiet(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
+    seconds = train_and_save(trainer, out, tok)
+    loss = trainer.state.log_history[-1]["train_loss"]
+    return {"train_seconds": round(seconds, 2), "train_loss": round(float(loss), 4), "examples": len(rows)}
 
 
 def base_means(path: Path, seed: int = 0, n_prompts: int = 64) -> dict[str, float]:
