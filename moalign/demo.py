@@ -18,6 +18,8 @@ DEMO_METHODS: list[tuple[str, str, list[str]]] = [
     ("soup", "soups/world.yaml", ["expert.steps=80"]),
     ("morlhf", "policies/morlhf.yaml", ["grid=2", "rl.steps=80"]),
     ("modpo", "policies/modpo.yaml", ["grid=2"]),
+    ("ric", "policies/ric.yaml", []),
+    ("dpa", "policies/dpa.yaml", ["rounds=3"]),
 ]
 
 

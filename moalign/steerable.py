@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Hashable, Sequence
 
 from moalign.errors import MoalignError
 from moalign.models import Prompt, check_weights, generate_rendered, load_causal_lm, load_tokenizer, render_prompt
@@ -26,6 +26,7 @@ FORMAT_VERSION = 1
 STEERING = {
     "fixed": "moalign.steerable:FixedPolicy",
     "interpolation": "moalign.soups.interpolate:InterpolationPolicy",
+    "prompt": "moalign.conditioning:PromptPolicy",
 }
 
 
@@ -106,6 +107,12 @@ class SteerablePolicy:
             return None
         return Preference({o: 1.0 for o in self.objectives}, self.objectives)
 
+    def batch_key(self, preference: Preference | None, user: str | None = None) -> Hashable:
+        """Requests whose keys are equal are generated in one batch: they use the same model (each
+        still gets its own texts from `prepare`). Policies with one model for every preference
+        return a constant."""
+        return (preference.key() if preference is not None else None), user
+
     def model_for(self, preference: PreferenceLike | None = None):
         """A transformers model for this preference (methods that materialise one)."""
         raise NotImplementedError(f"{type(self).__name__} has no model per preference")
@@ -116,6 +123,15 @@ class SteerablePolicy:
         through the prompt override this to write the preference into the texts."""
         pref = self.preference(preference, user) or self.default_preference()
         return self.model_for(pref), [render_prompt(self.tokenizer, p) for p in prompts]
+
+    def prepare_batch(self, jobs: Sequence[tuple[Sequence[Prompt], Any, str | None]]) -> tuple[Any, list[str]]:
+        """One model and all texts for several (prompts, preference, user) jobs whose `batch_key`s are
+        equal, to be generated in one call (the server's batcher)."""
+        model, texts = None, []
+        for prompts, preference, user in jobs:
+            model, job_texts = self.prepare(prompts, preference, user)
+            texts += job_texts
+        return model, texts
 
     def generate(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
                  user: str | None = None, **gen) -> list[str]:
@@ -138,6 +154,9 @@ class FixedPolicy(SteerablePolicy):
         if user is not None:
             return self.user_preference(user)
         return None if preference is None else Preference.parse(preference, self.objectives or None)
+
+    def batch_key(self, preference, user=None) -> Hashable:
+        return None
 
     def model_for(self, preference: PreferenceLike | None = None):
         self.preference(preference)

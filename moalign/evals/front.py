@@ -41,9 +41,24 @@ def rollout(policy: SteerablePolicy, prompts: list, objectives: dict, preference
     return scores, responses, tokens
 
 
+def steerability(points: list[dict], objectives: Sequence[str]) -> dict[str, float | None]:
+    """Per objective, the Spearman correlation between its weight and its achieved score over the
+    points (None where either is constant, e.g. a policy that ignores its preference)."""
+    from scipy.stats import spearmanr
+
+    out: dict[str, float | None] = {}
+    for o in objectives:
+        w = [p["preference"].get(o, 0.0) for p in points]
+        s = [p["scores"][o] for p in points]
+        rho = spearmanr(w, s).statistic if len(set(w)) > 1 and len(set(s)) > 1 else float("nan")
+        out[o] = None if not np.isfinite(rho) else round(float(rho), 4)
+    return out
+
+
 def summarise(points: list[dict], objectives: Sequence[str], reference: Sequence[float]) -> dict:
     matrix = [[p["scores"][o] for o in objectives] for p in points]
-    return {"pareto_indices": non_dominated(matrix), "hypervolume": hypervolume(matrix, reference)}
+    return {"pareto_indices": non_dominated(matrix), "hypervolume": hypervolume(matrix, reference),
+            "steerability": steerability(points, objectives)}
 
 
 def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None = None,

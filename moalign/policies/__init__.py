@@ -18,6 +18,8 @@ METHODS = {
     "morlhf": "moalign.policies.morlhf",
     "modpo": "moalign.policies.modpo",
     "reward_model": "moalign.policies.reward_model",
+    "ric": "moalign.policies.ric",
+    "dpa": "moalign.policies.dpa",
 }
 
 

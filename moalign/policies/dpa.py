@@ -1,0 +1,223 @@
+"""Directional Preference Alignment (Wang et al., ACL 2024): a preference is a unit vector v in reward
+space, written into the system prompt; the policy learns it by iterated rejection-sampling
+fine-tuning.
+
+1. A multi-objective reward model: the objectives' own scorers (`reward: objectives`, e.g. the
+   world's), or ridge-regression heads on the frozen base model's mean-pooled hidden states fitted to
+   the `scored` data's score_<name> columns (`reward: ridge`, ArmoRM-style).
+2. Each round: per prompt a direction (an angle in `angles` for two objectives, else a Dirichlet
+   preference made unit-length), k samples from the current policy with the direction in the system
+   prompt, keep the argmax of v . r, SFT the current policy on (direction, prompt, best answer).
+3. The prompt is the released model's: "Your response should maximize weighted rating =
+   helpful*71 + harmless*71" with integer weights round(100 v_i).
+
+A preference on the simplex maps to v = w / ||w||_2; `angle=<degrees>` (two objectives) or weights
+with negative entries ("helpful=1,concise=-0.5") give any direction (arithmetic control).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal, Mapping
+
+import numpy as np
+from pydantic import Field
+
+from moalign.config import Strict
+from moalign.errors import MoalignError
+from moalign.policies.sft import Lora
+from moalign.preference import Preference
+
+
+class Direction(Preference):
+    """A unit vector over the objectives; entries may be negative."""
+
+    __slots__ = ()
+
+    def __init__(self, weights: Mapping[str, float], objectives):
+        objectives = tuple(objectives)
+        unknown = [k for k in weights if k not in objectives]
+        if unknown:
+            raise MoalignError(f"direction: unknown objective {unknown[0]!r} (known: {', '.join(objectives)})")
+        try:
+            v = np.array([float(weights.get(o, 0.0)) for o in objectives])
+        except (TypeError, ValueError):
+            raise MoalignError(f"direction: weights must be numbers ({dict(weights)!r})") from None
+        if not np.all(np.isfinite(v)) or not np.any(v):
+            raise MoalignError("direction: weights must be finite and not all zero")
+        self.objectives, self.weights = objectives, v / np.linalg.norm(v)
+
+    def __repr__(self) -> str:
+        return ",".join(f"{o}={w:.3g}" for o, w in zip(self.objectives, self.weights))
+
+
+def parse_preference(spec, objectives) -> Direction:
+    """`angle=30` (degrees from the first objective towards the second), weights that may be negative
+    (a dict, a list, or 'helpful=1,concise=-0.5'), or any Preference."""
+    objectives = list(objectives)
+    if isinstance(spec, Preference):
+        return Direction(dict(zip(spec.objectives, spec.weights)), objectives)
+    if isinstance(spec, str) and spec.strip().startswith("angle="):
+        if len(objectives) != 2:
+            raise MoalignError(f"direction: an angle needs two objectives, this policy has {len(objectives)}")
+        try:
+            theta = math.radians(float(spec.strip()[len("angle="):]))
+        except ValueError:
+            raise MoalignError(f"direction: bad angle in {spec!r}") from None
+        return Direction({objectives[0]: math.cos(theta), objectives[1]: math.sin(theta)}, objectives)
+    if isinstance(spec, str):
+        parts = [p.partition("=") for p in spec.split(",") if p.strip()]
+        if any(not sep for _, sep, _ in parts):
+            return Direction(dict(zip(objectives, [p for p, _, _ in parts])), objectives)
+        return Direction({k.strip(): v.strip() for k, _, v in parts}, objectives)
+    if isinstance(spec, Mapping):
+        return Direction(spec, objectives)
+    values = list(spec)
+    if len(values) != len(objectives):
+        raise MoalignError(f"direction: {len(values)} weights for {len(objectives)} objectives")
+    return Direction(dict(zip(objectives, values)), objectives)
+
+
+def conditioning(steering: dict, preference: Preference) -> str:
+    v = np.asarray(preference.weights, dtype=np.float64)
+    v = v / np.linalg.norm(v)
+    terms = " + ".join(f"{n}*{int(round(100 * x))}" for n, x in zip(steering["objectives"], v))
+    return f"Your response should maximize weighted rating = {terms}"
+
+
+class Config(Strict):
+    base_model: str = "world:base"
+    objectives: dict[str, str] = Field(min_length=2)  # name -> objective spec
+    reward: Literal["objectives", "ridge"] = "objectives"
+    data: str = "world:scored"  # the ridge heads' training data (reward: ridge)
+    columns: dict[str, str] = {}
+    prompts: str = "world:prompts"
+    rounds: int = Field(4, ge=1)
+    prompts_per_round: int = Field(512, ge=1)
+    k: int = Field(8, ge=2)  # samples per prompt
+    angles: tuple[float, float] | None = None  # degrees, two objectives; default: the simplex (0, 90)
+    epochs: float = Field(2.0, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(256, ge=8)
+    max_new_tokens: int = Field(64, ge=1)
+    lora: Lora | None = None
+    seed: int = 0
+    out: str = "runs/dpa"
+
+
+def sample_directions(rng: np.random.Generator, names: list[str], n: int,
+                      angles: tuple[float, float] | None) -> np.ndarray:
+    """(n, objectives) unit vectors: angles uniform in `angles` (two objectives), else Dirichlet(1)
+    preferences made unit-length."""
+    if angles is not None:
+        if len(names) != 2:
+            raise MoalignError(f"dpa: `angles` needs two objectives, got {len(names)}")
+        theta = np.radians(rng.uniform(min(angles), max(angles), size=n))
+        return np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    w = rng.dirichlet(np.ones(len(names)), size=n)
+    return w / np.linalg.norm(w, axis=1, keepdims=True)
+
+
+class RidgeRewards:
+    """Per-objective ridge regression on a frozen causal LM's mean-pooled last hidden states."""
+
+    def __init__(self, model_path: str, alpha: float = 1.0):
+        from moalign.models import load_causal_lm, load_tokenizer
+        self.model, self.tok, self.alpha = load_causal_lm(model_path), load_tokenizer(model_path), alpha
+
+    def features(self, prompts, responses, batch_size: int = 64) -> np.ndarray:
+        import torch
+
+        from moalign.models import render_prompt
+        texts = [render_prompt(self.tok, p) + " " + r for p, r in zip(prompts, responses)]
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                b = self.tok(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+                h = self.model(**b, output_hidden_states=True).hidden_states[-1]
+                m = b["attention_mask"][..., None].float()
+                out.append(((h * m).sum(1) / m.sum(1)).numpy())
+        x = np.concatenate(out).astype(np.float64)
+        return np.concatenate([x, np.ones((len(x), 1))], axis=1)
+
+    def fit(self, prompts, responses, targets: np.ndarray) -> "RidgeRewards":
+        x = self.features(prompts, responses)
+        reg = self.alpha * np.eye(x.shape[1])
+        reg[-1, -1] = 0.0  # no penalty on the bias
+        self.heads = np.linalg.solve(x.T @ x + reg, x.T @ targets)
+        return self
+
+    def __call__(self, prompts, responses) -> np.ndarray:
+        return self.features(prompts, responses) @ self.heads
+
+
+def _reward_fn(cfg: Config, base: str, names: list[str]):
+    """(prompts, responses) -> (rows, objectives) rewards, and metrics about the reward model."""
+    from moalign.conditioning import score_matrix
+    from moalign.objectives import get_objective
+
+    if cfg.reward == "objectives":
+        objectives = {n: get_objective(s, n) for n, s in cfg.objectives.items()}
+        return (lambda p, r: score_matrix(objectives, p, r)), {}
+    from moalign.data import load_data
+    from moalign.world import resolve
+    ds = load_data(resolve(cfg.data), "scored", columns=cfg.columns, objectives=names)
+    y = np.stack([np.asarray(ds[f"score_{n}"], dtype=np.float64) for n in names], axis=1)
+    cut = int(0.9 * len(ds))  # a held-out tenth measures the heads
+    rm = RidgeRewards(base).fit(ds["prompt"][:cut], ds["response"][:cut], y[:cut])
+    pred = rm(ds["prompt"][cut:], ds["response"][cut:])
+    r2 = 1 - ((pred - y[cut:]) ** 2).sum(0) / np.maximum(((y[cut:] - y[cut:].mean(0)) ** 2).sum(0), 1e-12)
+    return rm, {"ridge_heldout_r2": dict(zip(names, np.round(r2, 4).tolist()))}
+
+
+def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
+          recipe: dict | None = None) -> Path:
+    import time
+
+    from moalign.conditioning import generate_conditioned
+    from moalign.data import load_data
+    from moalign.files import atomic_dir
+    from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.policies.sft import fit
+    from moalign.steerable import Manifest
+    from moalign.training import base_path
+    from moalign.world import resolve
+
+    start = time.time()
+    base = base_path(cfg.base_model)
+    names = list(cfg.objectives)
+    steering = {"kind": "prompt", "conditioner": "dpa", "objectives": names}
+    rewards, metrics = _reward_fn(cfg, base, names)
+    pool = list(load_data(resolve(cfg.prompts), "prompts")["prompt"])
+    rng = np.random.default_rng(cfg.seed)
+    rounds, current = [], base
+    with atomic_dir(out, overwrite) as tmp:
+        for r in range(cfg.rounds):
+            model, tok = load_causal_lm(current), load_tokenizer(current)
+            prompts = [pool[i] for i in rng.integers(0, len(pool), cfg.prompts_per_round)]
+            dirs = sample_directions(rng, names, len(prompts), cfg.angles)
+            systems = [conditioning(steering, Direction(dict(zip(names, v)), names)) for v in dirs]
+            rep = np.repeat(np.arange(len(prompts)), cfg.k)  # k samples per prompt
+            answers = generate_conditioned(model, tok, [prompts[i] for i in rep], [systems[i] for i in rep],
+                                           max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1000 * r)
+            scores = rewards([prompts[i] for i in rep], answers).reshape(len(prompts), cfg.k, len(names))
+            utility = (scores * dirs[:, None, :]).sum(-1)
+            best = utility.argmax(1)
+            rows = [{"prompt": p, "system": s, "response": answers[i * cfg.k + b]}
+                    for i, (p, s, b) in enumerate(zip(prompts, systems, best))]
+            del model
+            fit(current, rows, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed + r,
+                batch_size=cfg.batch_size, max_length=cfg.max_length, lora=cfg.lora, progress=progress)
+            current = str(tmp)
+            chosen = scores[np.arange(len(prompts)), best]
+            rounds.append({"round": r + 1, "best_of_k_utility": round(float(utility.max(1).mean()), 4),
+                           "mean_utility": round(float(utility.mean()), 4),
+                           "kept_mean_scores": dict(zip(names, chosen.mean(0).round(4).tolist()))})
+            if progress:
+                print(f"DPA round {r + 1}/{cfg.rounds}: best-of-{cfg.k} utility "
+                      f"{rounds[-1]['best_of_k_utility']} (mean {rounds[-1]['mean_utility']})")
+        Manifest(method="dpa", objectives=names, steering=steering, base_model=base,
+                 recipe=recipe or cfg.model_dump(),
+                 metrics={"train_seconds": round(time.time() - start, 2), "rounds": rounds, **metrics}).write(tmp)
+    return out

@@ -1,0 +1,177 @@
+"""Rewards-in-Context (Yang et al., ICML 2024): one SFT model that reads target rewards in its prompt.
+
+1. Every response of the offline `scored` data has a score per objective (its `score_<name>` column,
+   or the objective's score where the column is missing); each objective is z-normalised with its
+   dataset mean/std (stored in the manifest) and the rounded values are written into the system
+   message: `helpful 0.5 harmless -1.2`.
+2. Offline stage: SFT (loss on the response only) on those prompts.
+3. Online stage(s), multi-objective rejection sampling: targets on the front's boundary (each
+   dimension uniform in [low, high], then every dimension but the smallest set to high), generate,
+   score, relabel with the scores obtained, keep the samples whose score on any objective reaches
+   that objective's 0.7 quantile, mix in a subsample of the offline data, continue SFT at a lower lr.
+4. Inference maps a preference w to targets: the paper's piecewise-linear map (the argmax objective
+   gets high, every other i gets low + min(n w_i, 1)(high - low)) or the repository's l2 map
+   (low + w_i / ||w||_2 (high - low)); low/high are the min/max of the normalised offline scores.
+
+Deviations: the tags go into the system message of the chat template rather than after the user
+text; the online prompts come from a prompt file (the repository reuses the offline prompts).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from moalign.config import Strict
+from moalign.errors import MoalignError
+from moalign.policies.sft import Lora
+from moalign.preference import Preference
+
+
+class Online(Strict):
+    iterations: int = Field(2, ge=0)
+    prompts: str = "world:prompts"
+    samples: int = Field(1024, ge=1)  # generations per iteration
+    quantile: float = Field(0.7, gt=0, lt=1)
+    original: float = Field(0.5, ge=0)  # offline rows mixed in, as a fraction of the kept samples
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
+
+
+class Config(Strict):
+    base_model: str = "world:base"
+    data: str = "world:scored"
+    columns: dict[str, str] = {}
+    objectives: dict[str, str] = Field(min_length=2)  # name -> objective spec
+    map: Literal["paper", "l2"] = "paper"
+    epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(256, ge=8)
+    lora: Lora | None = None
+    online: Online = Online()
+    max_new_tokens: int = Field(64, ge=1)
+    seed: int = 0
+    out: str = "runs/ric"
+
+
+def targets(weights, low, high, map: str = "paper") -> np.ndarray:
+    """Normalised reward targets for preference weights (on the simplex), per the RiC paper's map
+    (`paper`) or its repository's evaluation map (`l2`)."""
+    w, low, high = (np.asarray(a, dtype=np.float64) for a in (weights, low, high))
+    if map == "paper":
+        t = low + np.minimum(len(w) * w, 1.0) * (high - low)
+        t[int(np.argmax(w))] = high[int(np.argmax(w))]
+        return t
+    if map == "l2":
+        return low + w / np.linalg.norm(w) * (high - low)
+    raise MoalignError(f"unknown RiC preference map {map!r} (known: paper, l2)")
+
+
+def format_targets(names, values) -> str:
+    """The conditioning text: `name value` pairs, values rounded to one decimal."""
+    return " ".join(f"{n} {round(float(v), 1) + 0.0:.1f}" for n, v in zip(names, values))
+
+
+def conditioning(steering: dict, preference: Preference) -> str:
+    return format_targets(steering["objectives"],
+                          targets(preference.weights, steering["low"], steering["high"], steering["map"]))
+
+
+def boundary_targets(rng: np.random.Generator, n: int, low, high) -> np.ndarray:
+    """(n, objectives) online targets: uniform in [low, high], then all but the smallest (relative
+    to its range) dimension raised to high."""
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    t = rng.uniform(low, high, size=(n, len(low)))
+    keep = np.argmin((t - low) / np.maximum(high - low, 1e-12), axis=1)
+    out = np.broadcast_to(high, t.shape).copy()
+    out[np.arange(n), keep] = t[np.arange(n), keep]
+    return out
+
+
+def _offline(cfg: Config) -> tuple[list[str], list, list[str], np.ndarray]:
+    """Names, prompts, responses and raw (rows, objectives) scores of the offline data."""
+    from moalign.data import load_data
+    from moalign.objectives import get_objective
+    from moalign.world import resolve
+
+    names = list(cfg.objectives)
+    ds = load_data(resolve(cfg.data), "scored", columns=cfg.columns, objectives=[])
+    prompts, responses = list(ds["prompt"]), list(ds["response"])
+    cols = []
+    for name, spec in cfg.objectives.items():
+        if f"score_{name}" in ds.column_names:
+            cols.append(np.asarray(ds[f"score_{name}"], dtype=np.float64))
+        else:
+            cols.append(get_objective(spec, name).score(prompts, responses))
+    return names, prompts, responses, np.stack(cols, axis=1)
+
+
+def _rows(names, prompts, responses, normalised) -> list[dict]:
+    return [{"prompt": p, "response": r, "system": format_targets(names, z)}
+            for p, r, z in zip(prompts, responses, normalised)]
+
+
+def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
+          recipe: dict | None = None) -> Path:
+    import time
+
+    from moalign.conditioning import generate_conditioned, pareto_leading, score_matrix
+    from moalign.data import load_data
+    from moalign.files import atomic_dir
+    from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.objectives import get_objective
+    from moalign.policies.sft import fit
+    from moalign.steerable import Manifest
+    from moalign.training import base_path
+    from moalign.world import resolve
+
+    start = time.time()
+    base = base_path(cfg.base_model)
+    names, prompts, responses, raw = _offline(cfg)
+    mean, std = raw.mean(axis=0), raw.std(axis=0)
+    if np.any(std <= 0):
+        raise MoalignError(f"{cfg.data}: objective {names[int(np.argmin(std))]!r} has the same score on "
+                           "every row; it cannot be normalised")
+    z = (raw - mean) / std
+    low, high = z.min(axis=0), z.max(axis=0)
+    steering = {"kind": "prompt", "conditioner": "ric", "objectives": names, "map": cfg.map,
+                "mean": mean.tolist(), "std": std.tolist(), "low": low.tolist(), "high": high.tolist()}
+    offline = _rows(names, prompts, responses, z)
+    sft = dict(batch_size=cfg.batch_size, max_length=cfg.max_length, lora=cfg.lora, progress=progress)
+    objectives = {n: get_objective(s, n) for n, s in cfg.objectives.items()}
+    rng = np.random.default_rng(cfg.seed)
+    stages = []
+    with atomic_dir(out, overwrite) as tmp:
+        if progress:
+            print(f"RiC offline: SFT on {len(offline)} rows with their rewards in the prompt")
+        fit(base, offline, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed, **sft)
+        stages.append({"stage": "offline", "rows": len(offline)})
+        pool = list(load_data(resolve(cfg.online.prompts), "prompts")["prompt"])
+        for it in range(cfg.online.iterations):
+            model, tok = load_causal_lm(tmp), load_tokenizer(tmp)
+            batch = [pool[i] for i in rng.integers(0, len(pool), cfg.online.samples)]
+            goals = boundary_targets(rng, len(batch), low, high)
+            systems = [format_targets(names, g) for g in goals]
+            answers = generate_conditioned(model, tok, batch, systems, max_new_tokens=cfg.max_new_tokens,
+                                           seed=cfg.seed + it)
+            got = (score_matrix(objectives, batch, answers) - mean) / std  # relabelled with what was obtained
+            kept = pareto_leading(got, cfg.online.quantile)
+            mixed = _rows(names, [batch[i] for i in kept], [answers[i] for i in kept], got[kept])
+            n_orig = min(len(offline), int(round(cfg.online.original * len(kept))))
+            mixed += [offline[i] for i in rng.choice(len(offline), n_orig, replace=False)]
+            if progress:
+                print(f"RiC online {it + 1}/{cfg.online.iterations}: kept {len(kept)}/{len(batch)} samples "
+                      f"(+{n_orig} offline rows)")
+            del model
+            fit(str(tmp), mixed, tmp, epochs=cfg.online.epochs, learning_rate=cfg.online.learning_rate,
+                seed=cfg.seed + it + 1, **sft)
+            stages.append({"stage": f"online {it + 1}", "kept": int(len(kept)), "generated": len(batch),
+                           "rows": len(mixed), "mean_scores": dict(zip(names, (got[kept] * std + mean)
+                                                                       .mean(axis=0).round(4).tolist()))})
+        Manifest(method="ric", objectives=names, steering=steering, base_model=base,
+                 recipe=recipe or cfg.model_dump(),
+                 metrics={"train_seconds": round(time.time() - start, 2), "stages": stages}).write(tmp)
+    return out
