@@ -1,7 +1,8 @@
 """One engine per served checkpoint: a queue, a batcher and one generation thread.
 
-Requests with the same steering (preference or user) and the same decoding settings that arrive
-within `window` seconds are answered by one batched generate call. All model work of a checkpoint
+Requests that the policy can answer with one model (`SteerablePolicy.batch_key`: the same
+preference for a soup, any preference for a prompt-conditioned policy) and that share decoding
+settings, arriving within `window` seconds, are answered by one batched generate call. All model work of a checkpoint
 runs on its own single thread, so materialised models (a soup's LRU cache) are never switched
 under a running generation, and the event loop stays free to accept requests. Streaming requests
 run alone, pushing text to the client as tokens are produced.
@@ -34,12 +35,13 @@ class _Job:
     gen: dict
     future: asyncio.Future = field(default=None)
 
-    def key(self):
-        """Jobs with equal keys share a generate call. The seed is left out: a batch samples with its
-        first job's seed, so a seed reproduces a sampled answer only when it was generated alone
-        (OpenAI's seed is best effort too; greedy answers do not depend on it)."""
-        pref = self.preference.key() if self.preference is not None else None
-        return pref, self.user, tuple(sorted((k, v) for k, v in self.gen.items() if k != "seed"))
+    def key(self, policy: SteerablePolicy):
+        """Jobs with equal keys share a generate call: the policy says which steerings share a model
+        (`batch_key`), and the decoding settings must match. The seed is left out: a batch samples
+        with its first job's seed, so a seed reproduces a sampled answer only when it was generated
+        alone (OpenAI's seed is best effort too; greedy answers do not depend on it)."""
+        return (policy.batch_key(self.preference, self.user),
+                tuple(sorted((k, v) for k, v in self.gen.items() if k != "seed")))
 
 
 class _QueueStreamer(TextStreamer):
@@ -68,10 +70,8 @@ class Engine:
 
     def _run(self, jobs: list[_Job]) -> list[Result]:
         """On the generation thread: one generate call for jobs that share steering and settings."""
-        first = jobs[0]
-        prompts = [p for job in jobs for p in job.prompts]
-        model, texts = self.policy.prepare(prompts, first.preference, first.user)
-        outputs = generate_rendered(model, self.policy.tokenizer, texts, batch_size=len(texts), **first.gen)
+        model, texts = self.policy.prepare_batch([(job.prompts, job.preference, job.user) for job in jobs])
+        outputs = generate_rendered(model, self.policy.tokenizer, texts, batch_size=len(texts), **jobs[0].gen)
         self.batches += 1
         results, start = [], 0
         for job in jobs:
@@ -94,7 +94,7 @@ class Engine:
                     break
             groups: dict = {}
             for job in batch:
-                groups.setdefault(job.key(), []).append(job)
+                groups.setdefault(job.key(self.policy), []).append(job)
             for jobs in groups.values():
                 try:
                     results = await loop.run_in_executor(self.executor, self._run, jobs)

@@ -122,6 +122,60 @@ def load_anchor(path: str | Path):
     return model
 
 
+class RowMixer:
+    """One model that mixes the anchors per batch row, at forward time: every module that holds
+    parameters runs once per anchor in use and its outputs are combined with each row's lambda.
+    Every such module in a transformer (Linear, Conv1D, Embedding, LayerNorm, RMSNorm) is affine in
+    its own parameters, so this equals running theta(w_row) = sum_a lambda_a theta_a row by row,
+    without materialising one model per preference. The anchors' weights are shared, not copied."""
+
+    def __init__(self, skeleton, flats: list[torch.Tensor]):
+        self.model = copy.deepcopy(skeleton)
+        bind_flat(self.model).copy_(flats[0])
+        offsets, start = {}, 0
+        for _, p in named_tensors(self.model):
+            offsets[id(p)] = (start, p.shape)
+            start += p.numel()
+        self.coef: torch.Tensor | None = None  # (rows, anchors)
+        self.active: list[int] = []
+        self.clones: dict[int, list] = {}
+        for module in self.model.modules():
+            own = list(module.named_parameters(recurse=False))
+            if not own:
+                continue
+            clones = [None]
+            for flat in flats[1:]:
+                clone = copy.copy(module)  # shares submodules; only own parameters are rebound
+                clone._parameters = dict(module._parameters)  # keeps None entries (a Linear without bias)
+                for n, p in own:
+                    start, shape = offsets[id(p)]
+                    clone._parameters[n] = torch.nn.Parameter(flat[start:start + p.numel()].view(shape),
+                                                              requires_grad=False)
+                clone._forward_hooks = OrderedDict()
+                clones.append(clone)
+            self.clones[id(module)] = clones
+            module.register_forward_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs, output):
+        coef = self.coef
+        if coef is None:
+            raise MoalignError("RowMixer: set the rows' coefficients first (RowMixer.set)")
+        if output.shape[0] not in (1, coef.shape[0]):  # 1: shared across rows (position embeddings)
+            raise MoalignError(f"RowMixer: a batch of {output.shape[0]} rows for {coef.shape[0]} coefficients")
+        shape = (-1,) + (1,) * (output.dim() - 1)
+        out = None
+        for a in self.active:
+            y = output if a == 0 else self.clones[id(module)][a](*args, **kwargs)
+            term = coef[:, a].to(y.dtype).view(shape) * y
+            out = term if out is None else out + term
+        return out
+
+    def set(self, coef: np.ndarray) -> None:
+        """Per-row anchor coefficients (rows, anchors), each row on the simplex."""
+        self.coef = torch.as_tensor(np.asarray(coef), dtype=torch.float32)
+        self.active = [a for a in range(self.coef.shape[1]) if bool((self.coef[:, a] != 0).any())]
+
+
 class InterpolationPolicy(SteerablePolicy):
     """theta(w) mixed from the anchors in memory, cached per preference."""
 
@@ -140,6 +194,7 @@ class InterpolationPolicy(SteerablePolicy):
         self._skeleton = None
         self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self._mixer: RowMixer | None = None
 
     def _resolve(self, p: str) -> Path:
         q = Path(p)
@@ -160,6 +215,23 @@ class InterpolationPolicy(SteerablePolicy):
         self._flat = [flatten(m) for m in models]
         self._skeleton = models[0]
         del models
+
+    def batch_key(self, preference, user=None):
+        return None  # requests with different preferences share a batch, mixed per row
+
+    def prepare_batch(self, jobs):
+        """One model and the texts for jobs of (prompts, preference, user): the cached model when they
+        agree on the mixture, else the row mixer set to each row's coefficients."""
+        lams = [self.coefficients(self.preference(pref, user)) for _, pref, user in jobs]
+        if all(np.array_equal(lam, lams[0]) for lam in lams):
+            return super().prepare_batch(jobs)
+        texts = [t for prompts, pref, user in jobs for t in self.prepare(prompts, pref, user)[1]]
+        with self._lock:
+            self._load()
+            if self._mixer is None:
+                self._mixer = RowMixer(self._skeleton, self._flat)
+        self._mixer.set(np.array([lam for (prompts, _, _), lam in zip(jobs, lams) for _ in prompts]))
+        return self._mixer.model, texts
 
     def coefficients(self, preference: PreferenceLike | None) -> np.ndarray:
         pref = self.preference(preference) or self.default_preference()

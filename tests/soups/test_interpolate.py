@@ -133,3 +133,24 @@ def test_cli_merge_and_soup_build(run_cli, family, tmp_path):
     assert code == 2 and "expected name=DIR" in err
     code, _, err = run_cli("merge", tmp_path / "soup", "-p", "helpful=1", "--method", "slerp", "--out", tmp_path / "y")
     assert code == 2 and "unknown merge method 'slerp'" in err
+
+
+def test_rows_with_different_preferences_mix_in_one_forward(soup):
+    """The row mixer (one batch, a preference per row) equals each preference's materialised model."""
+    prefs = [{"helpful": 1.0}, {"harmless": 1.0}, {"helpful": 0.3, "harmless": 0.7}, {"helpful": 0.3, "harmless": 0.7}]
+    jobs = [(["how do i bake bread ?"], p, None) for p in prefs[:3]] + [(["tell me about the weather"], prefs[3], None)]
+    model, texts = soup.prepare_batch(jobs)
+    tok = soup.tokenizer
+    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        mixed = model(**batch).logits
+        for row, pref in enumerate(prefs):
+            alone = soup.model_for(pref)(**batch).logits[row]
+            assert torch.allclose(mixed[row], alone, atol=1e-5), pref
+    # greedy answers (same padded batch) match each preference's own model; one preference: the cached model
+    from moalign.models import generate_rendered
+    together = generate_rendered(model, tok, texts, do_sample=False, max_new_tokens=8)
+    assert together == [generate_rendered(soup.model_for(w), tok, texts, do_sample=False, max_new_tokens=8)[row]
+                        for row, w in enumerate(prefs)]
+    same, _ = soup.prepare_batch([(["a"], prefs[2], None), (["b"], prefs[2], None)])
+    assert same is soup.model_for(prefs[2])
