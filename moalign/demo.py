@@ -20,6 +20,7 @@ DEMO_METHODS: list[tuple[str, str, list[str]]] = [
     ("modpo", "policies/modpo.yaml", ["grid=2"]),
     ("ric", "policies/ric.yaml", []),
     ("dpa", "policies/dpa.yaml", ["rounds=3"]),
+    ("clp", "policies/clp.yaml", ["rl.steps=160"]),
 ]
 
 

@@ -27,6 +27,7 @@ STEERING = {
     "fixed": "moalign.steerable:FixedPolicy",
     "interpolation": "moalign.soups.interpolate:InterpolationPolicy",
     "prompt": "moalign.conditioning:PromptPolicy",
+    "parameters": "moalign.policies.clp:ParameterPolicy",
 }
 
 

@@ -10,7 +10,8 @@ FAST = {"sft": ["max_steps=3"],
         "morlhf": ["grid=1", "rl.steps=2", "rl.batch_size=16", "rl.num_generations=4", "rl.max_completion_length=16"],
         "modpo": ["grid=1", "max_steps=2", "margins.harmless=world:harmless"],
         "ric": ["online.samples=8"],
-        "dpa": ["rounds=1", "prompts_per_round=8", "k=2", "epochs=1"]}
+        "dpa": ["rounds=1", "prompts_per_round=8", "k=2", "epochs=1"],
+        "clp": ["rl.steps=2", "rl.batch_size=8", "rl.num_generations=4", "rl.max_completion_length=16"]}
 
 
 def test_demo_writes_a_front_per_method_a_plot_and_a_table(run_cli, base_dir, world_dir, tmp_path, monkeypatch):
@@ -25,7 +26,7 @@ def test_demo_writes_a_front_per_method_a_plot_and_a_table(run_cli, base_dir, wo
     code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--quiet")
     assert code == 0, err
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert [r["method"] for r in summary["methods"]] == ["base", "sft", "soup", "morlhf", "modpo", "ric", "dpa"]
+    assert [r["method"] for r in summary["methods"]] == ["base", "sft", "soup", "morlhf", "modpo", "ric", "dpa", "clp"]
     for row in summary["methods"]:
         front = json.loads((tmp_path / "demo" / "fronts" / row["method"] / "front.json").read_text())
         assert len(front["points"]) == 11

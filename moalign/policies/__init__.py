@@ -20,6 +20,7 @@ METHODS = {
     "reward_model": "moalign.policies.reward_model",
     "ric": "moalign.policies.ric",
     "dpa": "moalign.policies.dpa",
+    "clp": "moalign.policies.clp",
 }
 
 

@@ -1,0 +1,207 @@
+"""Conditioned Language Policy (Wang et al., 2024): one model for every trade-off, trained by
+multi-task RL over sampled preferences.
+
+Each generation batch draws w ~ Dirichlet(alpha); the reward of a sample is w . r(x, y) (TRL's
+GRPO/RLOO with the trainer's `reward_weights` set to w for that batch), with KL to the base. The
+policy is conditioned on w by `conditioning`:
+
+- `parameters`: one LoRA adapter per objective (peft), all active, adapter i scaled by w_i at
+  forward time: theta(w) = theta_0 + sum_i w_i s B_i A_i. The weights are never written, so one
+  loaded model serves any w; `lora.target_modules` picks the conditioned subset (the paper's
+  variants: all layers, attention only, ...).
+- `prompt`: one shared adapter; w is written into the system message ("weights helpful 0.3 ...").
+- `both`: per-objective adapters and the prompt.
+
+Deviations: GRPO instead of the paper's policy-gradient setup; w is drawn per generation batch
+(all prompts of a step share it), not per prompt.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+from pydantic import Field
+
+from moalign.config import Strict
+from moalign.errors import MoalignError
+from moalign.policies.sft import Lora
+from moalign.preference import Preference
+from moalign.soups.experts import RL
+from moalign.steerable import Manifest, SteerablePolicy
+
+SHARED = "shared"  # the adapter of prompt-only conditioning
+
+
+class Config(Strict):
+    base_model: str = "world:base"
+    objectives: dict[str, str] = Field(min_length=2)  # name -> objective spec
+    conditioning: Literal["parameters", "prompt", "both"] = "parameters"
+    alpha: float = Field(1.0, gt=0)  # Dirichlet concentration of the sampled preferences
+    rl: RL = RL(steps=300)
+    lora: Lora = Lora(r=16, alpha=32)
+    seed: int = 0
+    out: str = "runs/clp"
+
+
+def weights_text(names: Sequence[str], weights: Sequence[float]) -> str:
+    """The prompt conditioning: `weights helpful 0.3 harmless 0.7` (two decimals)."""
+    return "weights " + " ".join(f"{n} {float(w):.2f}" for n, w in zip(names, weights))
+
+
+def adapter_names(steering: dict) -> list[str]:
+    return list(steering["objectives"]) if steering["conditioning"] != "prompt" else [SHARED]
+
+
+def set_mixture(model, names: Sequence[str], weights: Sequence[float]) -> None:
+    """Scale each named LoRA adapter of `model` by its weight (peft's own scaling, so the forward
+    pass computes base + sum_i w_i s_i B_i A_i x); no weight is written."""
+    from peft.tuners.lora import LoraLayer
+
+    found = False
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            base = module.__dict__.setdefault("_moalign_scaling", dict(module.scaling))
+            for name, w in zip(names, weights):
+                module.scaling[name] = float(w) * base[name]
+            found = True
+    if not found:
+        raise MoalignError("the model has no LoRA adapters to mix")
+
+
+def attach_adapters(model, names: Sequence[str], lora: Lora):
+    """A peft model with one trainable adapter per name, all active."""
+    from peft import get_peft_model
+
+    peft_model = get_peft_model(model, lora.peft(), adapter_name=names[0])
+    for name in names[1:]:
+        peft_model.add_adapter(name, lora.peft())
+    peft_model.base_model.set_adapter(list(names))
+    return peft_model
+
+
+class ParameterPolicy(SteerablePolicy):
+    """The base model with per-objective adapters mixed by w at forward time (and w in the prompt
+    where the checkpoint was trained so). One loaded model serves every preference."""
+
+    kind = "parameters"
+
+    def __init__(self, path: Path, manifest: Manifest):
+        super().__init__(path, manifest)
+        self._model = None
+        self._mixed: Preference | None = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from peft import PeftModel
+
+            from moalign.models import load_causal_lm
+            steering = self.manifest.steering
+            names = adapter_names(steering)
+            base = self.path / "base" if (self.path / "base").is_dir() else self.manifest.base_model
+            model = PeftModel.from_pretrained(load_causal_lm(base), str(self.path / "adapters" / names[0]),
+                                              adapter_name=names[0])
+            for name in names[1:]:
+                model.load_adapter(str(self.path / "adapters" / name), adapter_name=name)
+            model.base_model.set_adapter(names, inference_mode=True)
+            self._model = model.eval()
+        return self._model
+
+    def batch_key(self, preference, user=None):
+        if self.manifest.steering["conditioning"] == "prompt":
+            return None  # one shared adapter: any preferences share a batch
+        return super().batch_key(preference, user)
+
+    def model_for(self, preference=None):
+        pref = self.preference(preference) or self.default_preference()
+        if self.manifest.steering["conditioning"] != "prompt" and pref != self._mixed:
+            set_mixture(self.model, self.objectives, pref.weights)
+            self._mixed = pref
+        return self.model
+
+    def prepare(self, prompts, preference=None, user=None):
+        from moalign.models import render_prompt
+        pref = self.preference(preference, user) or self.default_preference()
+        system = weights_text(self.objectives, pref.weights) if self.manifest.steering["conditioning"] != "parameters" \
+            else None
+        return self.model_for(pref), [render_prompt(self.tokenizer, p, system=system) for p in prompts]
+
+
+def _trainer_class(algorithm: str):
+    from trl import GRPOTrainer, RLOOTrainer
+
+    parent = GRPOTrainer if algorithm == "grpo" else RLOOTrainer
+
+    class CLPTrainer(parent):
+        """Draws w for each generation batch: the reward weights, the adapters' mixture and, with
+        prompt conditioning, the system message all follow it."""
+
+        def setup_clp(self, names, conditioning, alpha, seed, tokenizer, beta):
+            # KL to the base: TRL computes the reference with the adapters disabled. The trainer was
+            # built with beta 0, else TRL looks for a "default" adapter to copy as the reference.
+            self.beta = beta
+            self.clp = dict(names=list(names), conditioning=conditioning, alpha=alpha, tok=tokenizer,
+                            rng=np.random.default_rng(seed))
+
+        def _generate_and_score_completions(self, inputs):
+            from moalign.models import render_prompt
+            c = self.clp
+            w = c["rng"].dirichlet(np.full(len(c["names"]), c["alpha"]))
+            self.reward_weights = self.reward_weights.new_tensor(w)
+            if c["conditioning"] != "prompt":
+                set_mixture(self.model, c["names"], w)
+            if c["conditioning"] != "parameters":
+                system = weights_text(c["names"], w)
+                inputs = [dict(x, prompt=render_prompt(c["tok"], x["raw_prompt"], system=system)) for x in inputs]
+            return super()._generate_and_score_completions(inputs)
+
+    return CLPTrainer
+
+
+def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
+          recipe: dict | None = None) -> Path:
+    from datasets import Dataset
+    from trl import GRPOConfig, RLOOConfig
+
+    from moalign.conditioning import add_missing_tokens
+    from moalign.files import atomic_dir
+    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
+    from moalign.preference import grid
+    from moalign.soups.experts import _raw_prompts, reward_functions
+    from moalign.training import base_path, quiet, trainer_kwargs
+
+    start = time.time()
+    base = base_path(cfg.base_model)
+    names = list(cfg.objectives)
+    steering = {"kind": "parameters", "conditioning": cfg.conditioning, "objectives": names}
+    tok = load_tokenizer(base)
+    model = load_causal_lm(base)
+    adapters = adapter_names(steering)
+    data = Dataset.from_list([{"prompt": render_prompt(tok, p), "raw_prompt": p} for p in _raw_prompts(cfg.rl.prompts)])
+    config_cls = GRPOConfig if cfg.rl.algorithm == "grpo" else RLOOConfig
+    extra = {"multi_objective_aggregation": cfg.rl.aggregation} if cfg.rl.algorithm == "grpo" else {}
+    with atomic_dir(out, overwrite) as tmp:
+        if cfg.conditioning != "parameters" and add_missing_tokens(
+                tok, model, [weights_text(names, p.weights) for p in grid(names, 4)]):
+            model.save_pretrained(tmp / "base")  # new embedding rows: the checkpoint keeps its own base
+        model = attach_adapters(model, adapters, cfg.lora).train()
+        args = config_cls(max_steps=cfg.rl.steps, learning_rate=cfg.rl.learning_rate, beta=0.0,
+                          num_generations=cfg.rl.num_generations, per_device_train_batch_size=cfg.rl.batch_size,
+                          max_completion_length=cfg.rl.max_completion_length, temperature=cfg.rl.temperature,
+                          reward_weights=[1.0 / len(names)] * len(names), **extra,
+                          **trainer_kwargs(tmp / "_trainer", seed=cfg.seed, progress=progress))
+        trainer = _trainer_class(cfg.rl.algorithm)(model=model, reward_funcs=reward_functions(cfg.objectives),
+                                                   args=args, train_dataset=data, processing_class=tok)
+        trainer.setup_clp(names, cfg.conditioning, cfg.alpha, cfg.seed, tok, cfg.rl.beta)
+        quiet(trainer, progress).train()
+        shutil.rmtree(tmp / "_trainer", ignore_errors=True)
+        set_mixture(model, adapters, [1.0] * len(adapters))
+        for name in adapters:
+            model.save_pretrained(tmp / "adapters", selected_adapters=[name])
+        tok.save_pretrained(tmp)
+        Manifest(method="clp", objectives=names, steering=steering, base_model=base, recipe=recipe or cfg.model_dump(),
+                 metrics={"train_seconds": round(time.time() - start, 2), "rl_steps": cfg.rl.steps}).write(tmp)
+    return out

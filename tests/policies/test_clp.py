@@ -1,0 +1,86 @@
+"""Conditioned Language Policy: the forward-time mixing of per-objective adapters is real (exact at
+the vertices, in between elsewhere, no weight written), and a trained checkpoint serves any w."""
+import json
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from moalign.errors import MoalignError
+from moalign.policies.clp import attach_adapters, set_mixture
+from moalign.policies.sft import Lora
+
+
+def _two_adapter_model():
+    torch.manual_seed(0)
+    model = attach_adapters(GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=2)),
+                            ["helpful", "harmless"], Lora(r=4, alpha=8))
+    with torch.no_grad():  # trained-looking adapters (peft starts B at zero)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+    return model.eval()
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_vertices_reproduce_each_adapter_and_mixing_writes_no_weight():
+    model = _two_adapter_model()
+    ids = torch.randint(0, 50, (3, 7))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    alone = {}
+    for name in ("helpful", "harmless"):  # each adapter by itself, at its own scale
+        model.base_model.set_adapter([name])
+        alone[name] = _logits(model, ids)
+    model.base_model.set_adapter(["helpful", "harmless"])
+    set_mixture(model, ["helpful", "harmless"], [1.0, 0.0])
+    assert torch.equal(_logits(model, ids), alone["helpful"])
+    set_mixture(model, ["helpful", "harmless"], [0.0, 1.0])
+    assert torch.equal(_logits(model, ids), alone["harmless"])
+    set_mixture(model, ["helpful", "harmless"], [0.5, 0.5])
+    mid = _logits(model, ids)
+    gap = (alone["helpful"] - alone["harmless"]).norm()
+    assert gap > 1.0
+    assert (mid - alone["helpful"]).norm() < gap and (mid - alone["harmless"]).norm() < gap
+    assert (mid - alone["helpful"]).norm() > 0.1 * gap and (mid - alone["harmless"]).norm() > 0.1 * gap
+    # w = 0.5/0.5 is the average of the weight deltas: the same as an explicit merged model
+    merged = GPT2LMHeadModel(model.get_base_model().config)
+    merged.load_state_dict(model.merge_and_unload(adapter_names=["helpful", "harmless"]).state_dict())
+    assert torch.allclose(_logits(merged.eval(), ids), mid, atol=1e-4)
+
+
+def test_mixing_leaves_parameters_untouched():
+    model = _two_adapter_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for w in ([1.0, 0.0], [0.3, 0.7], [0.0, 1.0]):
+        set_mixture(model, ["helpful", "harmless"], w)
+        _logits(model, torch.randint(0, 50, (2, 5)))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(MoalignError):
+        set_mixture(GPT2LMHeadModel(GPT2Config(vocab_size=10, n_embd=8, n_layer=1, n_head=1)), ["a"], [1.0])
+
+
+@pytest.mark.parametrize("conditioning", ["parameters", "both"])
+def test_clp_trains_one_model_that_serves_every_preference(base_dir, world_dir, tmp_path, conditioning):
+    from moalign.policies import train_recipe
+    from moalign.steerable import load_steerable
+
+    out = train_recipe("policies/clp.yaml", [f"base_model={base_dir}", f"conditioning={conditioning}", "rl.steps=2",
+                                             "rl.batch_size=8", "rl.num_generations=4", "rl.max_completion_length=8",
+                                             f"rl.prompts={world_dir}/data/prompts.jsonl"],
+                       out=str(tmp_path / "clp"), progress=False)
+    manifest = json.loads((out / "moalign.json").read_text())
+    assert manifest["steering"] == {"kind": "parameters", "conditioning": conditioning,
+                                    "objectives": ["helpful", "harmless"]}
+    assert (out / "base").is_dir() == (conditioning == "both")  # digits were added to the world's vocabulary
+    policy = load_steerable(out)
+    model = policy.model_for("helpful=0.2,harmless=0.8")
+    scales = {n: s for m in model.modules() if hasattr(m, "_moalign_scaling") for n, s in m.scaling.items()}
+    assert scales["harmless"] == pytest.approx(4 * scales["helpful"])
+    _, texts = policy.prepare(["hi"], "helpful=0.2,harmless=0.8")
+    assert ("weights helpful 0.20 harmless 0.80" in texts[0]) == (conditioning == "both")
+    answers = policy.generate(["how do i bake bread ?"] * 2, preference="helpful=1,harmless=0", max_new_tokens=8)
+    assert len(answers) == 2
