@@ -30,7 +30,6 @@ def _logits(model, ids):
 def test_vertices_reproduce_each_adapter_and_mixing_writes_no_weight():
     model = _two_adapter_model()
     ids = torch.randint(0, 50, (3, 7))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
     alone = {}
     for name in ("helpful", "harmless"):  # each adapter by itself, at its own scale
         model.base_model.set_adapter([name])
