@@ -33,7 +33,7 @@ def add_missing_tokens(tokenizer, model, texts: Sequence[str]) -> list[str]:
     from tokenizers import AddedToken
 
     unk = tokenizer.unk_token_id
-    if unk is None:
+    if unk is None or not texts:
         return []
     pieces = sorted({p for t in texts for p in _PIECES.findall(t)} | set(_NUMBER))
     missing = [p for p in pieces if unk in tokenizer(p, add_special_tokens=False)["input_ids"]]

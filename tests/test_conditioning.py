@@ -5,9 +5,11 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from moalign.conditioning import add_missing_tokens, pareto_leading
 from moalign.errors import MoalignError
+from moalign.world.base import build_tokenizer
 
 
-def test_add_missing_tokens_writes_every_number_without_splitting_words(tokenizer):
+def test_add_missing_tokens_writes_every_number_without_splitting_words():
+    tokenizer = build_tokenizer()  # a fresh one: this test grows it
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2))
     before = len(tokenizer)
     vocab_word = next(w for w in tokenizer.get_vocab() if w.isalpha() and len(w) > 4)
@@ -30,3 +32,9 @@ def test_pareto_leading_keeps_rows_that_lead_on_any_objective():
     assert pareto_leading(scores, 0.9).tolist() == [1, 2]
     with pytest.raises(MoalignError):
         pareto_leading(np.zeros((0, 2)), 0.7)
+
+
+def test_nothing_is_added_without_conditioning_texts(tokenizer):
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2))
+    assert add_missing_tokens(tokenizer, model, []) == []
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
