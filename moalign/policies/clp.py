@@ -163,15 +163,12 @@ def _trainer_class(algorithm: str):
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from datasets import Dataset
-    from trl import GRPOConfig, RLOOConfig
-
     from moalign.conditioning import add_missing_tokens
     from moalign.files import atomic_dir
-    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
+    from moalign.models import load_causal_lm, load_tokenizer
     from moalign.preference import grid
-    from moalign.soups.experts import _raw_prompts, reward_functions
-    from moalign.training import base_path, quiet, trainer_kwargs
+    from moalign.soups.experts import reward_functions, rl_args, rl_dataset
+    from moalign.training import base_path, quiet
 
     start = time.time()
     base = base_path(cfg.base_model)
@@ -180,26 +177,20 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     tok = load_tokenizer(base)
     model = load_causal_lm(base)
     adapters = adapter_names(steering)
-    data = Dataset.from_list([{"prompt": render_prompt(tok, p), "raw_prompt": p} for p in _raw_prompts(cfg.rl.prompts)])
-    config_cls = GRPOConfig if cfg.rl.algorithm == "grpo" else RLOOConfig
-    extra = {"multi_objective_aggregation": cfg.rl.aggregation} if cfg.rl.algorithm == "grpo" else {}
+    data = rl_dataset(tok, cfg.rl)
     with atomic_dir(out, overwrite) as tmp:
         if cfg.conditioning != "parameters" and add_missing_tokens(
                 tok, model, [weights_text(names, p.weights) for p in grid(names, 4)]):
             model.save_pretrained(tmp / "base")  # new embedding rows: the checkpoint keeps its own base
         model = attach_adapters(model, adapters, cfg.lora).train()
-        args = config_cls(max_steps=cfg.rl.steps, learning_rate=cfg.rl.learning_rate, beta=0.0,
-                          num_generations=cfg.rl.num_generations, per_device_train_batch_size=cfg.rl.batch_size,
-                          max_completion_length=cfg.rl.max_completion_length, temperature=cfg.rl.temperature,
-                          reward_weights=[1.0 / len(names)] * len(names), **extra,
-                          **trainer_kwargs(tmp / "_trainer", seed=cfg.seed, progress=progress))
+        args = rl_args(cfg.rl, [1.0 / len(names)] * len(names), tmp / "_trainer", seed=cfg.seed, progress=progress,
+                       beta=0.0)
         trainer = _trainer_class(cfg.rl.algorithm)(model=model, reward_funcs=reward_functions(cfg.objectives),
                                                    args=args, train_dataset=data, processing_class=tok)
         trainer.setup_clp(names, cfg.conditioning, cfg.alpha, cfg.seed, tok, cfg.rl.beta)
         quiet(trainer, progress).train()
         shutil.rmtree(tmp / "_trainer", ignore_errors=True)
-        set_mixture(model, adapters, [1.0] * len(adapters))
-        for name in adapters:
+        for name in adapters:  # the peft scalings are not saved: ParameterPolicy sets them per call
             model.save_pretrained(tmp / "adapters", selected_adapters=[name])
         tok.save_pretrained(tmp)
         Manifest(method="clp", objectives=names, steering=steering, base_model=base, recipe=recipe or cfg.model_dump(),

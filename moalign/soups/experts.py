@@ -68,26 +68,43 @@ def reward_functions(objectives: dict[str, str]) -> list:
     return funcs
 
 
-def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, out: Path, *,
-             lora: Lora | None = None, seed: int = 0, progress: bool = True) -> float:
+def rl_dataset(tokenizer, cfg: RL):
+    """The RL prompts, rendered for the model, with the raw prompt kept for the reward functions."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, train_and_save, trainer_kwargs
+    from moalign.models import render_prompt
+    return Dataset.from_list([{"prompt": render_prompt(tokenizer, p), "raw_prompt": p} for p in _raw_prompts(cfg.prompts)])
 
-    tok = load_tokenizer(base)
-    model = load_causal_lm(base).train()
-    data = Dataset.from_list([{"prompt": render_prompt(tok, p), "raw_prompt": p} for p in _raw_prompts(cfg.prompts)])
-    config_cls, trainer_cls = (GRPOConfig, GRPOTrainer) if cfg.algorithm == "grpo" else (RLOOConfig, RLOOTrainer)
+
+def rl_args(cfg: RL, weights: list[float], output_dir: Path, *, seed: int, progress: bool, beta: float | None = None):
+    """TRL's GRPOConfig or RLOOConfig for `cfg` (beta overridable), with these reward weights."""
+    from trl import GRPOConfig, RLOOConfig
+
+    from moalign.training import trainer_kwargs
+
+    config_cls = GRPOConfig if cfg.algorithm == "grpo" else RLOOConfig
     extra = {"multi_objective_aggregation": cfg.aggregation} if cfg.algorithm == "grpo" else {}
-    args = config_cls(max_steps=cfg.steps, learning_rate=cfg.learning_rate, beta=cfg.beta,
+    return config_cls(max_steps=cfg.steps, learning_rate=cfg.learning_rate, beta=cfg.beta if beta is None else beta,
                       num_generations=cfg.num_generations, per_device_train_batch_size=cfg.batch_size,
                       max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
                       reward_weights=[float(w) for w in weights], **extra,
-                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
-    trainer = quiet(trainer_cls(model=model, reward_funcs=reward_functions(objectives), args=args, train_dataset=data,
-                                processing_class=tok, peft_config=lora.peft() if lora else None), progress)
+                      **trainer_kwargs(output_dir, seed=seed, progress=progress))
+
+
+def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, out: Path, *,
+             lora: Lora | None = None, seed: int = 0, progress: bool = True) -> float:
+    from trl import GRPOTrainer, RLOOTrainer
+
+    from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.training import quiet, train_and_save
+
+    tok = load_tokenizer(base)
+    model = load_causal_lm(base).train()
+    trainer_cls = GRPOTrainer if cfg.algorithm == "grpo" else RLOOTrainer
+    args = rl_args(cfg, weights, out / "_trainer", seed=seed, progress=progress)
+    trainer = quiet(trainer_cls(model=model, reward_funcs=reward_functions(objectives), args=args,
+                                train_dataset=rl_dataset(tok, cfg), processing_class=tok,
+                                peft_config=lora.peft() if lora else None), progress)
     return train_and_save(trainer, out, tok)
 
 
