@@ -21,6 +21,8 @@ world_app = typer.Typer(no_args_is_help=True, help="The synthetic world (dataset
 app.add_typer(world_app, name="world")
 soup_app = typer.Typer(no_args_is_help=True, help="Rewarded soups from experts trained elsewhere.")
 app.add_typer(soup_app, name="soup")
+users_app = typer.Typer(no_args_is_help=True, help="Users of a user model (MaxMin-RLHF groups, PAL).")
+app.add_typer(users_app, name="users")
 console = Console()
 err = Console(stderr=True)
 
@@ -188,6 +190,39 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output
                       best, str(r["train_seconds"]), str(r["eval_seconds"]))
     console.print(table)
     console.print(f"plot -> {summary['plot']}\nwall time {summary['wall_seconds']} s")
+
+
+@users_app.command("add")
+def users_add(checkpoint: Path = typer.Argument(..., help="A user checkpoint (maxmin, pal) or its user model dir."),
+              user: str = typer.Option(..., "--user", help="The new user's id."),
+              pairs: Path = typer.Option(..., "--pairs", help="Their comparisons: prompt, chosen, rejected "
+                                         "(rows of other users are skipped when the file has user_id)."),
+              overwrite: bool = typer.Option(False, "--overwrite", help="Refit a user that exists.")):
+    """Fit a new user from a few comparisons (PAL: the user's weights; MaxMin: the best group)."""
+    from moalign.data import load_data
+    from moalign.users import load_user_model, user_model_dir, user_pairs
+    rows = list(load_data(pairs, "pairwise"))
+    own = user_pairs(rows, user)
+    if not own:
+        raise MoalignError(f"{pairs}: no comparisons of user {user!r}")
+    model = load_user_model(user_model_dir(checkpoint))
+    info = model.add_user(user, own, overwrite=overwrite)
+    pref = ", ".join(f"{o}={w:.2f}" for o, w in info["preference"].items())
+    console.print(f"user {user}: fitted from {len(own)} comparisons; preference {pref}", highlight=False)
+
+
+@users_app.command("list")
+def users_list(checkpoint: Path = typer.Argument(..., help="A user checkpoint or its user model dir.")):
+    """The users a checkpoint knows, with their preference over objectives."""
+    from moalign.users import load_user_model, user_model_dir
+    model = load_user_model(user_model_dir(checkpoint))
+    table = Table()
+    for col in ("user", "pairs", *model.objectives):
+        table.add_column(col)
+    for u in model.users:
+        info = model.spec["users"][u]
+        table.add_row(u, str(info.get("pairs", "")), *(f"{info['preference'][o]:.2f}" for o in model.objectives))
+    console.print(table)
 
 
 def _front_table(fronts: list[dict]) -> None:

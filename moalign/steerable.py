@@ -28,6 +28,7 @@ STEERING = {
     "interpolation": "moalign.soups.interpolate:InterpolationPolicy",
     "prompt": "moalign.conditioning:PromptPolicy",
     "parameters": "moalign.policies.clp:ParameterPolicy",
+    "users": "moalign.users:UserPolicy",
 }
 
 
@@ -134,10 +135,19 @@ class SteerablePolicy:
             texts += job_texts
         return model, texts
 
+    def reranks(self, user: str | None) -> bool:
+        """Whether `complete` draws several candidates for this user and keeps one (no streaming then)."""
+        return False
+
+    def complete(self, model, texts: Sequence[str], rows: Sequence[tuple[Prompt, Any, str | None]], **gen) -> list[str]:
+        """Answers to rendered `texts`; `rows` holds each text's (prompt, preference, user). Policies
+        that rerank candidates per user override this; the server calls it for every batch."""
+        return generate_rendered(model, self.tokenizer, texts, **gen)
+
     def generate(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
                  user: str | None = None, **gen) -> list[str]:
         model, texts = self.prepare(prompts, preference, user)
-        return generate_rendered(model, self.tokenizer, texts, **gen)
+        return self.complete(model, texts, [(p, preference, user) for p in prompts], **gen)
 
 
 class FixedPolicy(SteerablePolicy):

@@ -53,3 +53,10 @@ def run_cli(monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def pal_dir(base_dir, tmp_path_factory):
+    """PAL trained by its recipe on the world's users (about 15 s); serves the base by best-of-8."""
+    from moalign.policies import train_recipe
+    return train_recipe("policies/pal.yaml", [], out=str(tmp_path_factory.mktemp("pal") / "pal"), progress=False)

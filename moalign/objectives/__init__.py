@@ -7,6 +7,7 @@ A spec string picks the source by its prefix:
 - `world:<name>`                              exact programmatic score of the synthetic world
 - `hf:<dir>` or `hf:<dir>#<label>`            a sequence-classification model's logit for a label
 - `implicit:<dir>[?ref=<dir>&beta=<float>]`   a DPO model's implicit reward beta * log pi/pi_ref
+- `user:<dir>#<user id>`                      a user's reward from a user model (MaxMin groups, PAL)
 
 The registry maps each prefix to "module:Class"; a source's module (and its heavy dependencies)
 is imported only when a spec uses it.
@@ -25,6 +26,7 @@ REGISTRY = {
     "world": "moalign.objectives.world:WorldObjective",
     "hf": "moalign.objectives.hf:HFObjective",
     "implicit": "moalign.objectives.implicit:ImplicitObjective",
+    "user": "moalign.objectives.user:UserObjective",
 }
 
 

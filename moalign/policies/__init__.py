@@ -21,6 +21,8 @@ METHODS = {
     "ric": "moalign.policies.ric",
     "dpa": "moalign.policies.dpa",
     "clp": "moalign.policies.clp",
+    "maxmin": "moalign.policies.maxmin",
+    "pal": "moalign.policies.pal",
 }
 
 

@@ -120,25 +120,14 @@ def sample_directions(rng: np.random.Generator, names: list[str], n: int,
 
 
 class RidgeRewards:
-    """Per-objective ridge regression on a frozen causal LM's mean-pooled last hidden states."""
+    """Per-objective ridge regression on a frozen model's mean-pooled last hidden states."""
 
     def __init__(self, model_path: str, alpha: float = 1.0):
-        from moalign.models import load_causal_lm, load_tokenizer
-        self.model, self.tok, self.alpha = load_causal_lm(model_path), load_tokenizer(model_path), alpha
+        from moalign.features import Featurizer
+        self.featurizer, self.alpha = Featurizer(model_path, pooling="mean"), alpha
 
-    def features(self, prompts, responses, batch_size: int = 64) -> np.ndarray:
-        import torch
-
-        from moalign.models import render_prompt
-        texts = [render_prompt(self.tok, p) + " " + r for p, r in zip(prompts, responses)]
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(texts), batch_size):
-                b = self.tok(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-                h = self.model(**b, output_hidden_states=True).hidden_states[-1]
-                m = b["attention_mask"][..., None].float()
-                out.append(((h * m).sum(1) / m.sum(1)).numpy())
-        x = np.concatenate(out).astype(np.float64)
+    def features(self, prompts, responses) -> np.ndarray:
+        x = self.featurizer(list(prompts), list(responses)).astype(np.float64)
         return np.concatenate([x, np.ones((len(x), 1))], axis=1)
 
     def fit(self, prompts, responses, targets: np.ndarray) -> "RidgeRewards":

@@ -71,7 +71,8 @@ class Engine:
     def _run(self, jobs: list[_Job]) -> list[Result]:
         """On the generation thread: one generate call for jobs that share steering and settings."""
         model, texts = self.policy.prepare_batch([(job.prompts, job.preference, job.user) for job in jobs])
-        outputs = generate_rendered(model, self.policy.tokenizer, texts, batch_size=len(texts), **jobs[0].gen)
+        rows = [(p, job.preference, job.user) for job in jobs for p in job.prompts]
+        outputs = self.policy.complete(model, texts, rows, batch_size=len(texts), **jobs[0].gen)
         self.batches += 1
         results, start = [], 0
         for job in jobs:
@@ -123,6 +124,10 @@ class Engine:
 
         def work() -> int:
             model, texts = self.policy.prepare([prompt], preference, user)
+            if self.policy.reranks(user):  # the answer is known only once every candidate is scored
+                answer = self.policy.complete(model, texts, [(prompt, preference, user)], **gen)[0]
+                loop.call_soon_threadsafe(queue.put_nowait, answer)
+                return self.count_tokens(texts[0])
             streamer = _QueueStreamer(self.policy.tokenizer, loop, queue)
             generate_rendered(model, self.policy.tokenizer, texts, batch_size=1, streamer=streamer, **gen)
             return self.count_tokens(texts[0])
