@@ -160,11 +160,14 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     with atomic_dir(out, overwrite) as tmp:
         # stage 1: a margin reward per other objective, scored once on every pair set that may need it
         margin_models, rewards = {}, {}
+        # the margin DPO models learn from the recipe's data unless margin_dpo names its own
+        margin_dpo = cfg.margin_dpo if "data" in cfg.margin_dpo.model_fields_set else \
+            cfg.margin_dpo.model_copy(update={"data": cfg.data, "columns": cfg.columns})
         for j in others:
             source = cfg.margins.get(j, "dpo")
             start = time.time()
             if source == "dpo":
-                train_dpo(base, j, cfg.margin_dpo, tmp / "margins" / j, lora=cfg.lora, seed=cfg.seed, progress=progress)
+                train_dpo(base, j, margin_dpo, tmp / "margins" / j, lora=cfg.lora, seed=cfg.seed, progress=progress)
                 spec = f"implicit:{tmp / 'margins' / j}?ref={base}&beta={cfg.margin_dpo.beta}"
                 margin_models[j] = tmp / "margins" / j
             elif source == "reward_model":

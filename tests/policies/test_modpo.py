@@ -1,5 +1,6 @@
 """MODPO: its loss is TRL's DPO loss at one objective, and the trainer computes the MODPO loss."""
 import copy
+import json
 
 import pytest
 import torch
@@ -138,3 +139,28 @@ def test_modpo_under_accelerate_launch_matches_one_process(base_dir, world_dir, 
         assert torch.isclose(ddp, one, atol=1e-5, rtol=0).float().mean() > 0.999
         assert (ddp - one).abs().max() < 5e-4
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers from the other rank
+
+
+def test_margin_models_learn_from_the_recipes_data(base_dir, world_dir, tmp_path, monkeypatch):
+    """A real data file given as `data` (with its column map) also trains the stage-1 margin model,
+    unless `margin_dpo.data` names another file."""
+    import moalign.soups.experts as experts
+    from moalign.policies import train_recipe
+
+    seen = []
+
+    def record(base, objective, cfg, out, **_):
+        seen.append((cfg.data, dict(cfg.columns)))
+        raise RuntimeError("stop after stage 1 starts")
+
+    monkeypatch.setattr(experts, "train_dpo", record)
+    data, columns = str(tmp_path / "pku.jsonl"), "columns={better_harmless: safer_response_id}"
+    rows = [json.loads(line) for line in (world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines()[:32]]
+    (tmp_path / "pku.jsonl").write_text("".join(
+        json.dumps({("safer_response_id" if k == "better_harmless" else k): v for k, v in r.items()}) + "\n" for r in rows))
+    for extra, expected in (([], (data, {"better_harmless": "safer_response_id"})),
+                            (["margin_dpo.data=world:pairwise_multi"], ("world:pairwise_multi", {}))):
+        with pytest.raises(RuntimeError, match="stage 1"):
+            train_recipe("policies/modpo.yaml", [f"base_model={base_dir}", f"data={data}", columns, *extra],
+                         out=str(tmp_path / "m"), progress=False)
+        assert seen[-1] == expected
