@@ -78,6 +78,16 @@ def test_recipe_em_on_the_world_recovers_its_groups(base_dir, tmp_path):
             assert pref["helpful"] > pref["concise"], (user, pref)
         else:
             assert pref["concise"] > pref["helpful"], (user, pref)
+    # a new user joins the group of the users whose comparisons they share
+    from moalign.data import load_data
+    from moalign.users import user_pairs
+    from moalign.world import resolve
+    rows = list(load_data(resolve("world:user_pairwise"), "user_pairwise"))
+    model = policy.user_model
+    for user in ("user000", "user039"):
+        info = model.add_user(f"new-{user}", user_pairs(rows, user)[:20])
+        assert info["group"] == model.spec["users"][user]["group"]
+    assert load_steerable(out).user_model.spec["users"]["new-user039"]["pairs"] == 20  # saved
 
 
 @pytest.mark.slow
