@@ -192,6 +192,32 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output
     console.print(f"plot -> {summary['plot']}\nwall time {summary['wall_seconds']} s")
 
 
+@app.command()
+def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. evals/world.yaml."),
+            methods: str = typer.Option("soup,morlhf,modpo,ric,dpa,clp", help="Comma-separated methods "
+                                        "(soup, morlhf, modpo, ric, dpa, clp, sft; maxmin, pal for the users table)."),
+            out: Path = OUT, base: str = typer.Option("world:base", help="Base model for every method."),
+            seed: int = typer.Option(0), retrain: bool = typer.Option(False, "--retrain",
+                                                                       help="Train again what a previous run finished."),
+            override: List[str] = typer.Option([], "--set", help="METHOD.KEY=VALUE recipe override (repeatable)."),
+            quiet: bool = QUIET):
+    """Every method from the same base on the suite's objectives, fronts by one protocol, one table and plot.
+    Resumes: methods already trained in OUT are reused."""
+    from moalign.compare import run_compare
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    extra: dict[str, list[str]] = {}
+    for item in override:
+        method, dot, rest = item.partition(".")
+        if not dot or "=" not in rest or method not in names:
+            raise MoalignError(f"--set {item!r}: expected METHOD.KEY=VALUE with METHOD one of {', '.join(names)}")
+        extra.setdefault(method, []).append(rest)
+    summary = run_compare(suite, names, out, base=base, seed=seed, extra=extra, retrain=retrain,
+                          progress=not quiet, say=console.print)
+    console.print((Path(out) / "compare.md").read_text(), markup=False, highlight=False)
+    if summary["plot"]:
+        console.print(f"plot -> {summary['plot']}")
+
+
 @users_app.command("add")
 def users_add(checkpoint: Path = typer.Argument(..., help="A user checkpoint (maxmin, pal) or its user model dir."),
               user: str = typer.Option(..., "--user", help="The new user's id."),

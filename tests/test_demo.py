@@ -21,8 +21,7 @@ def test_demo_writes_a_front_per_method_a_plot_and_a_table(run_cli, base_dir, wo
     scored = tmp_path / "scored.jsonl"
     scored.write_text("".join((world_dir / "data" / "scored.jsonl").read_text().splitlines(True)[:32]))
     fast = dict(FAST, modpo=FAST["modpo"] + [f"data={pairs}"], ric=FAST["ric"] + [f"data={scored}"])
-    methods = [(name, recipe, fast[name]) for name, recipe, _ in demo_module.DEMO_METHODS]
-    monkeypatch.setattr(demo_module, "DEMO_METHODS", methods)
+    monkeypatch.setattr(demo_module, "DEMO_METHODS", {name: fast[name] for name in demo_module.DEMO_METHODS})
     code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--quiet")
     assert code == 0, err
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())

@@ -1,0 +1,210 @@
+"""`moalign compare SUITE --methods ...`: every method trained from the same base on the suite's
+objectives, every front traced by the same protocol, one table and one plot.
+
+Each method runs its shipped recipe (`METHODS`) with the suite's objectives written in, and the
+same RL budget rule: CLP's one run gets as many steps as the soup's experts together (150 per
+objective), MORLHF uses a grid of 2 partitions with three objectives or more (6 runs). The table
+gives hypervolume, hypervolume / MORLHF's, training seconds (and / MORLHF's), steerability per
+objective, and whether the method's paper's headline claim (`CLAIMS`) held here. Personalization
+methods (maxmin, pal) train on the world's users and fill their own table from their metrics.
+
+A run resumes: a method whose checkpoint in `out/runs/` is complete is not trained again (its
+front is re-traced only if missing), so a crash loses at most the method it was in; `retrain`
+starts over.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import moalign
+from moalign.errors import MoalignError
+
+REPO = Path(moalign.__file__).resolve().parent.parent
+METHODS = {
+    "sft": "policies/sft.yaml",
+    "soup": "soups/world.yaml",
+    "morlhf": "policies/morlhf.yaml",
+    "modpo": "policies/modpo.yaml",
+    "ric": "policies/ric.yaml",
+    "dpa": "policies/dpa.yaml",
+    "clp": "policies/clp.yaml",
+    "maxmin": "policies/maxmin.yaml",
+    "pal": "policies/pal.yaml",
+}
+PERSONAL = ("maxmin", "pal")
+RL_STEPS = 150  # per expert and per MORLHF point in the shipped recipes
+
+
+def _claim(ratio_key: str, at_least: float, cost_at_most: float | None = None) -> Callable[[dict], bool | None]:
+    def check(row: dict) -> bool | None:
+        if row.get(ratio_key) is None or (cost_at_most is not None and row.get("train_vs_morlhf") is None):
+            return None
+        return row[ratio_key] >= at_least and (cost_at_most is None or row["train_vs_morlhf"] <= cost_at_most)
+    return check
+
+
+def _steers(row: dict) -> bool | None:
+    values = [v for v in row["steerability"].values() if v is not None]
+    return bool(values) and min(values) >= 0.8 and len(values) == len(row["steerability"])
+
+
+# method -> (its paper's headline claim, as the table states it; the check on the row)
+CLAIMS: dict[str, tuple[str, Callable[[dict], bool | None]]] = {
+    "soup": ("HV >= 0.9x MORLHF's with one run per objective", _claim("hv_vs_morlhf", 0.9)),
+    "modpo": ("HV >= 0.95x MORLHF's at <= 1/3 of its compute", _claim("hv_vs_morlhf", 0.95, 1 / 3)),
+    "ric": ("HV >= 0.9x MORLHF's at <= 0.2x its compute", _claim("hv_vs_morlhf", 0.9, 0.2)),
+    "dpa": ("arithmetic control: steerability >= 0.8 on every objective", _steers),
+    "clp": ("HV >= the soup's at the same RL steps", _claim("hv_vs_soup", 1.0)),
+}
+
+
+def repo_file(rel: str) -> Path:
+    p = REPO / rel
+    if not p.exists():
+        raise MoalignError(f"{p}: comparing needs the repository's recipes (run it from a checkout)")
+    return p
+
+
+def suite_overrides(method: str, objectives: dict[str, str]) -> list[str]:
+    """Recipe overrides that put the suite's objectives into a method's recipe."""
+    names, n = list(objectives), len(objectives)
+    specs = "objectives=" + json.dumps(objectives)
+    if method in ("soup", "ric", "dpa"):
+        return [specs]
+    if method == "morlhf":
+        return [specs] + (["grid=2"] if n >= 3 else [])
+    if method == "clp":
+        return [specs, f"rl.steps={RL_STEPS * n}"]
+    if method in ("modpo", "sft"):
+        return ["objectives=" + json.dumps(names)] + ([f"train_on={names[0]}", "margins={}"] if method == "modpo" else [])
+    return []
+
+
+def _trained(ckpt: Path) -> bool:
+    return (ckpt / "moalign.json").exists()
+
+
+def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str | os.PathLike, *,
+                base: str = "world:base", seed: int = 0, extra: dict[str, list[str]] | None = None,
+                retrain: bool = False, progress: bool = True, say=None) -> dict:
+    """Train (or reuse) each method, trace its front, write compare.json, compare.md and fronts.png."""
+    from moalign.config import load_suite
+    from moalign.evals.front import trace_front, write_front
+    from moalign.evals.plot import plot_fronts
+    from moalign.policies import train_recipe
+    from moalign.steerable import load_steerable
+    from moalign.training import base_path
+
+    say = say or (lambda *a, **k: None)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise MoalignError(f"unknown method(s) {', '.join(unknown)} (known: {', '.join(METHODS)})")
+    suite = load_suite(suite_path)
+    out = Path(out).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise MoalignError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    base = base_path(base)
+    start = time.time()
+    checkpoints = {"base": Path(base)}
+    for i, method in enumerate(methods):
+        ckpt = out / "runs" / method
+        if _trained(ckpt) and not retrain:
+            say(f"[bold]{i + 1}/{len(methods)}[/] {method}: reusing {ckpt}")
+        else:
+            say(f"[bold]{i + 1}/{len(methods)}[/] train {method}")
+            overrides = [f"base_model={base}", f"seed={seed}", *suite_overrides(method, suite.objectives),
+                         *(extra or {}).get(method, [])]
+            train_recipe(repo_file(METHODS[method]), overrides, out=str(ckpt), overwrite=True, progress=progress)
+            (out / "fronts" / method / "front.json").unlink(missing_ok=True)
+        checkpoints[method] = ckpt
+
+    fronts = []
+    for name, ckpt in checkpoints.items():
+        if name in PERSONAL:
+            continue
+        path = out / "fronts" / name / "front.json"
+        if path.exists() and name != "base":
+            fronts.append(json.loads(path.read_text()))
+            continue
+        say(f"front of {name} on {suite.name}")
+        front = trace_front(load_steerable(ckpt), suite, method=name, eval_path=str(suite_path), progress=progress)
+        write_front(front, out / "fronts" / name, overwrite=True)
+        fronts.append(front)
+    png = plot_fronts(fronts, out / "fronts.png", title=f"moalign compare: {suite.name} (seed {seed})") if fronts else None
+    summary = {"suite": str(suite_path), "objectives": list(suite.objectives), "seed": seed, "base": base,
+               "date": time.strftime("%Y-%m-%d"), "plot": str(png) if png else None,
+               "wall_seconds": round(time.time() - start, 1), "methods": table(fronts),
+               "personalization": personalization({m: checkpoints[m] for m in methods if m in PERSONAL})}
+    (out / "compare.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "compare.md").write_text(markdown(summary))
+    return summary
+
+
+def table(fronts: list[dict]) -> list[dict]:
+    """One row per front: HV, ratios to MORLHF (and CLP to the soup), compute, steerability, claim."""
+    by = {f["method"]: f for f in fronts}
+    rows = []
+    for f in fronts:
+        train = f["compute"].get("train_seconds")
+        best = max(f["points"], key=lambda p: sum(p["scores"].values()))
+        row = {"method": f["method"], "points": len(f["points"]), "pareto_points": len(f["pareto_indices"]),
+               "hypervolume": round(f["hypervolume"], 4), "best_scores": best["scores"], "train_seconds": train,
+               "eval_seconds": f["compute"].get("eval_seconds"), "steerability": f.get("steerability", {})}
+        for ref in ("morlhf", "soup"):
+            if ref in by and ref != f["method"]:
+                row[f"hv_vs_{ref}"] = round(f["hypervolume"] / by[ref]["hypervolume"], 3) if by[ref]["hypervolume"] else None
+        ref_train = by.get("morlhf", {}).get("compute", {}).get("train_seconds")
+        if train is not None and ref_train and f["method"] != "morlhf":
+            row["train_vs_morlhf"] = round(train / ref_train, 3)
+        if f["method"] in CLAIMS:
+            text, check = CLAIMS[f["method"]]
+            row["claim"], row["claim_held"] = text, check(row)
+        rows.append(row)
+    return rows
+
+
+def personalization(checkpoints: dict[str, Path]) -> dict:
+    """The metrics MaxMin and PAL record about users and groups (see their modules)."""
+    out = {}
+    for name, ckpt in checkpoints.items():
+        metrics = json.loads((ckpt / f"{name}.json").read_text())
+        metrics.pop("em", None)
+        out[name] = metrics
+    return out
+
+
+def markdown(summary: dict) -> str:
+    objectives = summary["objectives"]
+    lines = [f"# moalign compare: {summary['suite']} (seed {summary['seed']}, {summary['date']})", "",
+             "| method | HV | HV / MORLHF | train s | train / MORLHF | steerability (" + ", ".join(objectives) +
+             ") | paper's claim | held |", "|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v, d=3: "" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))  # noqa: E731
+    for r in summary["methods"]:
+        steer = " / ".join(fmt(r["steerability"].get(o), 2) or "-" for o in objectives)
+        held = {True: "yes", False: "**no**", None: "n/a"}[r.get("claim_held")] if "claim" in r else ""
+        lines.append(f"| {r['method']} | {fmt(r['hypervolume'])} | {fmt(r.get('hv_vs_morlhf'), 2)} | "
+                     f"{fmt(r['train_seconds'], 0)} | {fmt(r.get('train_vs_morlhf'), 2)} | {steer} | "
+                     f"{r.get('claim', '')} | {held} |")
+    p = summary.get("personalization") or {}
+    if "maxmin" in p:
+        m, gt = p["maxmin"], p["maxmin"].get("ground_truth", {})
+        lines += ["", "| MaxMin-RLHF | value |", "|---|---|",
+                  f"| EM cluster purity | {fmt(m.get('purity'), 2)} |",
+                  f"| held-out accuracy, group RMs / pooled RM (minority users) | {fmt(m.get('heldout_accuracy'))} / "
+                  f"{fmt(m.get('heldout_accuracy_pooled'))} ({fmt(m.get('minority_accuracy'))} / "
+                  f"{fmt(m.get('minority_accuracy_pooled'))}) |"]
+        for name, groups in gt.items():
+            lines.append(f"| true group rewards, {name} | " + ", ".join(f"{g} {v:.3f}" for g, v in groups.items()) + " |")
+    if "pal" in p:
+        m = p["pal"]
+        lines += ["", "| PAL | value |", "|---|---|"]
+        for key in ("seen_accuracy", "seen_vs_oracle", "new_user_accuracy", "new_user_vs_oracle", "single_rm_accuracy",
+                    "minority_accuracy", "minority_single_rm_accuracy"):
+            if m.get(key) is not None:
+                lines.append(f"| {key.replace('_', ' ')} | {fmt(m[key])} |")
+    return "\n".join(lines) + "\n"
