@@ -3,7 +3,7 @@ objectives, every front traced by the same protocol, one table and one plot.
 
 Each method runs its shipped recipe (`METHODS`) with the suite's objectives written in, and the
 same RL budget rule: CLP's one run gets as many steps as the soup's experts together (150 per
-objective), MORLHF uses a grid of 2 partitions with three objectives or more (6 runs). The table
+objective), MORLHF and MODPO use a grid of 2 partitions with three objectives or more (6 runs). The table
 gives hypervolume, hypervolume / MORLHF's, training seconds (and / MORLHF's), steerability per
 objective, and whether the method's paper's headline claim (`CLAIMS`) held here. Personalization
 methods (maxmin, pal) train on the world's users and fill their own table from their metrics.
@@ -79,8 +79,10 @@ def suite_overrides(method: str, objectives: dict[str, str]) -> list[str]:
         return [specs] + (["grid=2"] if n >= 3 else [])
     if method == "clp":
         return [specs, f"rl.steps={RL_STEPS * n}"]
-    if method in ("modpo", "sft"):
-        return ["objectives=" + json.dumps(names)] + ([f"train_on={names[0]}", "margins={}"] if method == "modpo" else [])
+    if method == "modpo":  # as many points as MORLHF's front
+        return ["objectives=" + json.dumps(names), f"train_on={names[0]}", "margins={}"] + (["grid=2"] if n >= 3 else [])
+    if method == "sft":
+        return ["objectives=" + json.dumps(names)]
     return []
 
 
