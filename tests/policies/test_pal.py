@@ -2,7 +2,6 @@
 minority, fit a new user from few comparisons with everything else frozen; the recipe on the world."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
