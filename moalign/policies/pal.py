@@ -240,7 +240,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     rng = np.random.default_rng(cfg.seed)
     ids = list(by_user)
     n_new = int(round(len(ids) * cfg.new_users))
-    new = set(rng.permutation(ids)[:n_new].tolist()) if n_new else set()
+    eligible = [u for u in ids if len(by_user[u]) > cfg.few_shot]  # a new user needs pairs left to test on
+    new = set(rng.permutation(eligible)[:n_new].tolist()) if n_new and eligible else set()
     seen = [u for u in ids if u not in new]
     if not seen:
         raise MoalignError("pal: no users left to train on (lower new_users)")
@@ -299,7 +300,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     new_acc, new_fit = {}, {}
     for u in sorted(new):
         px, cx, rx = (t(x) for x in feats[u])
-        k = min(cfg.few_shot, len(px) - 1)
+        k = cfg.few_shot
         logits = fit_new_user(model, px[:k], cx[:k], rx[:k], seed=cfg.seed)
         n = len(px) - k
         with torch.no_grad():
