@@ -56,6 +56,26 @@ def score_diffs(objectives: dict[str, str], prompts: list, chosen: list[str], re
     return np.stack(cols, axis=1)
 
 
+def load_user_rows(data: str, columns: dict[str, str]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The rows of a `user_pairwise` file (or `world:` reference), and the same rows by user id."""
+    from moalign.data import load_data
+    from moalign.world import resolve
+    rows = list(load_data(resolve(data), "user_pairwise", columns=columns))
+    by_user: dict[str, list[dict]] = {}
+    for r in rows:
+        by_user.setdefault(str(r["user_id"]), []).append(r)
+    return rows, by_user
+
+
+def world_users(data: str) -> tuple[dict[str, dict], dict] | None:
+    """For a `world:` data reference, the world's users by id and its groups (the ground truth)."""
+    if not data.startswith("world:"):
+        return None
+    from moalign.world import ensure_world, load_spec
+    spec = load_spec(ensure_world(int(data.partition("@")[2] or 0)))
+    return {u["id"]: u for u in spec["users"]}, spec["groups"]
+
+
 def user_pairs(rows, user: str | None = None) -> list[dict]:
     """{prompt, chosen, rejected} rows (of one user, when given) from user_pairwise or pairwise rows."""
     return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows
@@ -273,12 +293,14 @@ class UserPolicy(SteerablePolicy):
         expanded = [t for t, c in zip(texts, counts) for _ in range(c)]
         gen = {**gen, "do_sample": True, "batch_size": max(gen.get("batch_size", 64), len(expanded))}
         candidates = generate_rendered(model, self.tokenizer, expanded, **gen)
+        owners = [(prompt, user) for (prompt, _, user), c in zip(rows, counts) for _ in range(c)]
+        scores = np.zeros(len(candidates))
+        for user in {user for _, user in owners if self.reranks(user)}:  # one scoring pass per user
+            idx = [i for i, (_, u) in enumerate(owners) if u == user]
+            scores[idx] = self.user_model.reward(user, [owners[i][0] for i in idx], [candidates[i] for i in idx])
         out, start = [], 0
-        for (prompt, _, user), c in zip(rows, counts):
-            chunk = candidates[start:start + c]
-            if c > 1:
-                chunk = [chunk[int(np.argmax(self.user_model.reward(user, [prompt] * c, chunk)))]]
-            out += chunk
+        for c in counts:
+            out.append(candidates[start + int(np.argmax(scores[start:start + c]))])
             start += c
         return out
 

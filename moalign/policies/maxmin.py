@@ -202,21 +202,6 @@ class GroupReward:
         return z[:, g].tolist()
 
 
-def train_policy(base: str, reward: GroupReward, cfg: RL, out: Path, *, seed: int, progress: bool) -> float:
-    from trl import GRPOTrainer, RLOOTrainer
-
-    from moalign.models import load_causal_lm, load_tokenizer
-    from moalign.soups.experts import rl_args, rl_dataset
-    from moalign.training import quiet, train_and_save
-
-    tok = load_tokenizer(base)
-    trainer_cls = GRPOTrainer if cfg.algorithm == "grpo" else RLOOTrainer
-    trainer = quiet(trainer_cls(model=load_causal_lm(base).train(), reward_funcs=[reward],
-                                args=rl_args(cfg, [1.0], out / "_trainer", seed=seed, progress=progress),
-                                train_dataset=rl_dataset(tok, cfg), processing_class=tok), progress)
-    return train_and_save(trainer, out, tok)
-
-
 def world_group_rewards(groups: dict[str, dict[str, float]], model_dir: str, seed: int = 0) -> dict[str, float]:
     """Each true group's reward (its weights over the exact objectives) on the held-out prompts."""
     from moalign.models import generate, load_causal_lm, load_tokenizer
@@ -230,21 +215,16 @@ def world_group_rewards(groups: dict[str, dict[str, float]], model_dir: str, see
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.data import load_data
     from moalign.errors import MoalignError
     from moalign.features import Featurizer
     from moalign.files import atomic_dir
+    from moalign.soups.experts import train_rl_on
     from moalign.training import base_path
-    from moalign.users import user_pairs, write_user_checkpoint, write_user_model
-    from moalign.world import ensure_world, load_spec
-    from moalign.world import resolve as world
+    from moalign.users import load_user_rows, user_pairs, world_users, write_user_checkpoint, write_user_model
 
     log = print if progress else (lambda *_: None)
     base = base_path(cfg.base_model)
-    rows = list(load_data(world(cfg.data), "user_pairwise", columns=cfg.columns))
-    by_user: dict[str, list[dict]] = {}
-    for r in rows:
-        by_user.setdefault(str(r["user_id"]), []).append(r)
+    rows, by_user = load_user_rows(cfg.data, cfg.columns)
     if len(by_user) < cfg.groups:
         raise MoalignError(f"maxmin: {len(by_user)} users in {cfg.data}, fewer than groups={cfg.groups}")
     rng = np.random.default_rng(cfg.seed)
@@ -264,24 +244,21 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                                 seed=cfg.seed, log=log)
     pooled = fit_head(np.concatenate(list(train_d.values())), cfg.l2)[None]
 
-    def accuracy(head_of) -> float:
-        held = [(d[split[u]] @ head_of(u)) > 0 for u, d in diffs.items() if split[u].any()]
+    def accuracy(head_of, users) -> float:
+        held = [(diffs[u][split[u]] @ head_of(u)) > 0 for u in users if split[u].any()]
         return round(float(np.concatenate(held).mean()), 4) if held else float("nan")
 
+    own, single = (lambda u: heads[assign[u]]), (lambda u: pooled[0])
     metrics: dict = {"em": history, "group_sizes": [sum(1 for g in assign.values() if g == k) for k in range(cfg.groups)],
-                     "heldout_accuracy": accuracy(lambda u: heads[assign[u]]),
-                     "heldout_accuracy_pooled": accuracy(lambda u: pooled[0])}
-    truth = None
-    if cfg.data.startswith("world:"):
-        spec = load_spec(ensure_world(int(cfg.data.partition("@")[2] or 0)))
-        truth = {u["id"]: u["group"] for u in spec["users"]}
+                     "heldout_accuracy": accuracy(own, diffs), "heldout_accuracy_pooled": accuracy(single, diffs)}
+    world = world_users(cfg.data)
+    if world:
+        truth = {u: info["group"] for u, info in world[0].items()}
         metrics["purity"] = round(purity(assign, truth), 4)
         minority = [u for u in diffs if truth.get(u) == "minority"]
         if minority:
-            sub = {u: diffs[u] for u in minority}
-            held = lambda h: round(float(np.concatenate([(sub[u][split[u]] @ h(u)) > 0 for u in sub]).mean()), 4)  # noqa: E731
-            metrics["minority_accuracy"] = held(lambda u: heads[assign[u]])
-            metrics["minority_accuracy_pooled"] = held(lambda u: pooled[0])
+            metrics["minority_accuracy"] = accuracy(own, minority)
+            metrics["minority_accuracy_pooled"] = accuracy(single, minority)
     log(f"MaxMin groups: sizes {metrics['group_sizes']}, held-out accuracy {metrics['heldout_accuracy']} "
         f"(pooled model {metrics['heldout_accuracy_pooled']})" +
         (f", purity {metrics['purity']}" if "purity" in metrics else ""))
@@ -294,30 +271,31 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                          seed=cfg.seed, spec={"method": "maxmin", "groups": cfg.groups, "users": spec_users},
                          heads=heads, mean=mean, std=std)
 
+        standard_x = (allx - mean) / std  # the data's responses set each reward's scale
+
         def rl_reward(mode: str, h: np.ndarray) -> GroupReward:
-            x = (np.concatenate([np.concatenate(f) for f in feats.values()]) - mean) / std
-            r = x @ h.T
+            r = standard_x @ h.T
             return GroupReward(featurizer, h, mean, std, mode, (r.mean(0), r.std(0) + 1e-6))
 
+        def rl(reward: GroupReward, name: str) -> float:
+            return round(train_rl_on(base, [reward], [1.0], cfg.rl, tmp / name, seed=cfg.seed, progress=progress), 2)
+
         policy_dir = "policy"
-        groups_truth = spec["groups"] if truth else None
         if cfg.baseline:
             log("single reward model RLHF (baseline)")
-            metrics["baseline_train_seconds"] = round(train_policy(base, rl_reward("pooled", pooled), cfg.rl,
-                                                                   tmp / "baseline", seed=cfg.seed, progress=progress), 2)
+            metrics["baseline_train_seconds"] = rl(rl_reward("pooled", pooled), "baseline")
         if cfg.policy != "none":
             log(f"max-min policy ({cfg.policy})")
             reward = rl_reward(cfg.policy, heads)
-            metrics["train_seconds"] = round(train_policy(base, reward, cfg.rl, tmp / "policy", seed=cfg.seed,
-                                                          progress=progress), 2)
+            metrics["train_seconds"] = rl(reward, "policy")
             metrics["worst_group_picks"] = [reward.chosen.count(g) for g in range(cfg.groups)]
         else:
             policy_dir = base
-        if groups_truth:
-            gt = {"base": world_group_rewards(groups_truth, base, cfg.seed)}
+        if world:
+            gt = {"base": world_group_rewards(world[1], base, cfg.seed)}
             for name in ("baseline", "policy"):
                 if (tmp / name).exists():
-                    gt[name] = world_group_rewards(groups_truth, str(tmp / name), cfg.seed)
+                    gt[name] = world_group_rewards(world[1], str(tmp / name), cfg.seed)
             metrics["ground_truth"] = gt
             log(f"ground-truth group rewards: {gt}")
         metrics["train_seconds"] = round(metrics.get("train_seconds", 0.0) + metrics["reward_seconds"], 2)

@@ -218,14 +218,11 @@ def _oracle(world_users: dict, user: str, pair: dict) -> float:
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.data import load_data
     from moalign.errors import MoalignError
     from moalign.features import Featurizer
     from moalign.files import atomic_dir
     from moalign.training import base_path
-    from moalign.users import user_pairs, write_user_checkpoint, write_user_model
-    from moalign.world import ensure_world, load_spec
-    from moalign.world import resolve as world
+    from moalign.users import load_user_rows, user_pairs, world_users, write_user_checkpoint, write_user_model
 
     log = print if progress else (lambda *_: None)
     base = base_path(cfg.base_model)
@@ -233,10 +230,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     if cfg.policy:
         from moalign.steerable import load_steerable
         policy = str(load_steerable(cfg.policy).path)
-    rows = list(load_data(world(cfg.data), "user_pairwise", columns=cfg.columns))
-    by_user: dict[str, list[dict]] = {}
-    for r in rows:
-        by_user.setdefault(str(r["user_id"]), []).append(r)
+    rows, by_user = load_user_rows(cfg.data, cfg.columns)
     rng = np.random.default_rng(cfg.seed)
     ids = list(by_user)
     n_new = int(round(len(ids) * cfg.new_users))
@@ -297,25 +291,21 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     metrics: dict = {"epochs": len(losses), "final_loss": round(losses[-1], 4), "seen_users": len(seen), "new_users": sorted(new)}
     per_user = {u: accuracy(model, batches([u], lambda v: split[v], index.get, 10 ** 6)) for u in seen}
     per_user_single = {u: accuracy(single, batches([u], lambda v: split[v], lambda v: 0, 10 ** 6)) for u in seen}
-    new_acc, new_fit = {}, {}
-    for u in sorted(new):
+    new_acc, k = {}, cfg.few_shot
+    for u in sorted(new):  # fitted from their first k pairs, measured on the rest
         px, cx, rx = (t(x) for x in feats[u])
-        k = cfg.few_shot
         logits = fit_new_user(model, px[:k], cx[:k], rx[:k], seed=cfg.seed)
         n = len(px) - k
-        with torch.no_grad():
-            idx = torch.zeros(n, dtype=torch.long)
-            lg = logits.expand(n, -1)
-            new_acc[u] = (model(idx, px[k:], cx[k:], lg) - model(idx, px[k:], rx[k:], lg) > 0).numpy()
-        new_fit[u] = k
+        new_acc[u] = accuracy(model, [(torch.zeros(n, dtype=torch.long), px[k:], cx[k:], rx[k:])], logits.expand(n, -1))
     pool = lambda accs: round(float(np.concatenate(list(accs)).mean()), 4) if accs else None  # noqa: E731
     metrics.update(seen_accuracy=pool(per_user.values()), single_rm_accuracy=pool(per_user_single.values()),
                    new_user_accuracy=pool(new_acc.values()))
-    if cfg.data.startswith("world:"):
-        wusers = {u["id"]: u for u in load_spec(ensure_world(int(cfg.data.partition("@")[2] or 0)))["users"]}
+    world = world_users(cfg.data)
+    if world:
+        wusers = world[0]
         held = lambda u: [p for p, m in zip(by_user[u], split[u]) if m]  # noqa: E731
         oracle = {u: [_oracle(wusers, u, p) for p in held(u)] for u in seen}
-        oracle_new = {u: [_oracle(wusers, u, p) for p in by_user[u][new_fit[u]:]] for u in new}
+        oracle_new = {u: [_oracle(wusers, u, p) for p in by_user[u][k:]] for u in new}
         mean_of = lambda d, us: float(np.mean([x for u in us for x in d[u]])) if us else None  # noqa: E731
         minority = [u for u in seen if wusers[u]["group"] == "minority"]
         metrics.update(

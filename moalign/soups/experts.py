@@ -93,6 +93,12 @@ def rl_args(cfg: RL, weights: list[float], output_dir: Path, *, seed: int, progr
 
 def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, out: Path, *,
              lora: Lora | None = None, seed: int = 0, progress: bool = True) -> float:
+    return train_rl_on(base, reward_functions(objectives), weights, cfg, out, lora=lora, seed=seed, progress=progress)
+
+
+def train_rl_on(base: str, reward_funcs: list, weights: list[float], cfg: RL, out: Path, *,
+                lora: Lora | None = None, seed: int = 0, progress: bool = True) -> float:
+    """RL from `base` on TRL reward functions (called with prompts, completions and raw_prompt)."""
     from trl import GRPOTrainer, RLOOTrainer
 
     from moalign.models import load_causal_lm, load_tokenizer
@@ -102,7 +108,7 @@ def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: R
     model = load_causal_lm(base).train()
     trainer_cls = GRPOTrainer if cfg.algorithm == "grpo" else RLOOTrainer
     args = rl_args(cfg, weights, out / "_trainer", seed=seed, progress=progress)
-    trainer = quiet(trainer_cls(model=model, reward_funcs=reward_functions(objectives), args=args,
+    trainer = quiet(trainer_cls(model=model, reward_funcs=reward_funcs, args=args,
                                 train_dataset=rl_dataset(tok, cfg), processing_class=tok,
                                 peft_config=lora.peft() if lora else None), progress)
     return train_and_save(trainer, out, tok)
