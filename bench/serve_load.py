@@ -3,7 +3,7 @@
 Two phases in one run, same clients and duration: plain requests to the base (no steering) and
 steered requests to a soup of the same size (preferences drawn from `--presets` distinct values, as
 a population of users would send; rows with different preferences share one generate call through
-the soup's per-row mixing, which runs each parameterised layer once per expert). Prints requests/s, p50/p99 latency, errors (must be 0), and the steered / plain
+the soup's per-row mixing: each row's mixed weights, one batched matmul per layer). Prints requests/s, p50/p99 latency, errors (must be 0), and the steered / plain
 generation throughput (completion tokens per second; target >= 0.9).
 Run: `.venv/bin/python bench/serve_load.py [--clients 8] [--seconds 20]`.
 """

@@ -122,23 +122,65 @@ def load_anchor(path: str | Path):
     return model
 
 
-class RowMixer:
-    """One model that mixes the anchors per batch row, at forward time: every module that holds
-    parameters runs once per anchor in use and its outputs are combined with each row's lambda.
-    Every such module in a transformer (Linear, Conv1D, Embedding, LayerNorm, RMSNorm) is affine in
-    its own parameters, so this equals running theta(w_row) = sum_a lambda_a theta_a row by row,
-    without materialising one model per preference. The anchors' weights are shared, not copied."""
+def _rows_linear(module, x, p):
+    if x.dim() != 3 or x.shape[0] != p["weight"].shape[0]:
+        return None
+    w = p["weight"].transpose(1, 2)
+    return torch.baddbmm(p["bias"].unsqueeze(1), x, w) if "bias" in p else torch.bmm(x, w)
 
-    def __init__(self, skeleton, flats: list[torch.Tensor]):
+
+def _rows_conv1d(module, x, p):  # GPT-2's Conv1D: x @ weight + bias, weight (in, out)
+    if x.dim() != 3 or x.shape[0] != p["weight"].shape[0]:
+        return None
+    return torch.baddbmm(p["bias"].unsqueeze(1), x, p["weight"])
+
+
+def _rows_embedding(module, ids, p):
+    if ids.dim() != 2 or ids.shape[0] not in (1, p["weight"].shape[0]) or module.max_norm is not None:
+        return None
+    w = p["weight"]
+    return w[torch.arange(w.shape[0]).unsqueeze(1), ids.expand(w.shape[0], -1)]
+
+
+def _rows_layer_norm(module, x, p):
+    shape = tuple(module.normalized_shape)
+    if x.dim() <= len(shape) or x.shape[0] != p["weight"].shape[0]:
+        return None
+    y = torch.nn.functional.layer_norm(x, shape, None, None, module.eps)
+    view = (-1,) + (1,) * (x.dim() - 1 - len(shape)) + shape
+    w = p["weight"].view(view)
+    return torch.addcmul(p["bias"].view(view), y, w) if "bias" in p else y * w
+
+
+_ROW_OPS = {"Linear": _rows_linear, "Conv1D": _rows_conv1d, "Embedding": _rows_embedding, "LayerNorm": _rows_layer_norm}
+ROW_BUDGET = 1 << 28  # floats of per-row weights a batch may hold (1 GiB in float32)
+
+
+class RowMixer:
+    """One model that mixes the anchors per batch row, at forward time. Every module that holds
+    parameters in a transformer (Linear, Conv1D, Embedding, LayerNorm, RMSNorm) is affine in its
+    own parameters, so mixing each such module per row equals running theta(w_row) = sum_a lambda_a
+    theta_a row by row, without materialising one model per preference. Two ways, per batch:
+
+    - per-row weights, when rows x parameters fit in `row_budget` floats (small models): each row's
+      mixed parameters are written once per batch and every Linear/Conv1D/Embedding/LayerNorm runs
+      as one batched op over them, so a forward costs about what the plain model's does;
+    - per anchor otherwise (and for other module types): the module runs once per anchor in use and
+      its outputs are combined with each row's lambda. The anchors' weights are shared, not copied.
+    """
+
+    def __init__(self, skeleton, flats: list[torch.Tensor], row_budget: int | None = None):
         self.model = copy.deepcopy(skeleton)
         bind_flat(self.model).copy_(flats[0])
+        self.flats, self.row_budget = flats, ROW_BUDGET if row_budget is None else row_budget
         offsets, start = {}, 0
         for _, p in named_tensors(self.model):
             offsets[id(p)] = (start, p.shape)
             start += p.numel()
         self.coef: torch.Tensor | None = None  # (rows, anchors)
         self.active: list[int] = []
-        self.clones: dict[int, list] = {}
+        self.rows: dict[int, dict] | None = None  # per module: its per-row parameters, when mixing per row
+        self.modules: list[tuple] = []  # (module, original forward, clones, {name: (start, shape)})
         for module in self.model.modules():
             own = list(module.named_parameters(recurse=False))
             if not own:
@@ -148,32 +190,48 @@ class RowMixer:
                 clone = copy.copy(module)  # shares submodules; only own parameters are rebound
                 clone._parameters = dict(module._parameters)  # keeps None entries (a Linear without bias)
                 for n, p in own:
-                    start, shape = offsets[id(p)]
-                    clone._parameters[n] = torch.nn.Parameter(flat[start:start + p.numel()].view(shape),
-                                                              requires_grad=False)
-                clone._forward_hooks = OrderedDict()
+                    s, shape = offsets[id(p)]
+                    clone._parameters[n] = torch.nn.Parameter(flat[s:s + p.numel()].view(shape), requires_grad=False)
                 clones.append(clone)
-            self.clones[id(module)] = clones
-            module.register_forward_hook(self._hook, with_kwargs=True)
+            entry = (module, module.forward, clones, {n: offsets[id(p)] for n, p in own})
+            self.modules.append(entry)
+            module.forward = self._forward(entry)
 
-    def _hook(self, module, args, kwargs, output):
-        coef = self.coef
-        if coef is None:
-            raise MoalignError("RowMixer: set the rows' coefficients first (RowMixer.set)")
-        if output.shape[0] not in (1, coef.shape[0]):  # 1: shared across rows (position embeddings)
-            raise MoalignError(f"RowMixer: a batch of {output.shape[0]} rows for {coef.shape[0]} coefficients")
-        shape = (-1,) + (1,) * (output.dim() - 1)
-        out = None
-        for a in self.active:
-            y = output if a == 0 else self.clones[id(module)][a](*args, **kwargs)
-            term = coef[:, a].to(y.dtype).view(shape) * y
-            out = term if out is None else out + term
-        return out
+    def _forward(self, entry):
+        module, forward, clones, params = entry
+        fast = _ROW_OPS.get(type(module).__name__)
+
+        def mixed(*args, **kwargs):
+            coef = self.coef
+            if coef is None:
+                raise MoalignError("RowMixer: set the rows' coefficients first (RowMixer.set)")
+            if self.rows is not None and fast is not None and not kwargs and len(args) == 1:
+                y = fast(module, args[0], self.rows[id(module)])
+                if y is not None:
+                    return y
+            out = None
+            for a in self.active:
+                y = forward(*args, **kwargs) if a == 0 else clones[a](*args, **kwargs)
+                if y.shape[0] not in (1, coef.shape[0]):  # 1: shared across rows (position embeddings)
+                    raise MoalignError(f"RowMixer: a batch of {y.shape[0]} rows for {coef.shape[0]} coefficients")
+                term = coef[:, a].to(y.dtype).view((-1,) + (1,) * (y.dim() - 1)) * y
+                out = term if out is None else out + term
+            return out
+
+        return mixed
 
     def set(self, coef: np.ndarray) -> None:
         """Per-row anchor coefficients (rows, anchors), each row on the simplex."""
         self.coef = torch.as_tensor(np.asarray(coef), dtype=torch.float32)
         self.active = [a for a in range(self.coef.shape[1]) if bool((self.coef[:, a] != 0).any())]
+        self.rows = None
+        n_rows = self.coef.shape[0]
+        if n_rows * self.flats[0].numel() <= self.row_budget:
+            flat = torch.empty(n_rows, self.flats[0].numel(), dtype=self.flats[0].dtype)
+            for r in range(n_rows):
+                mix_into(flat[r], self.flats, self.coef[r].numpy())
+            self.rows = {id(module): {n: flat[:, s:s + shape.numel()].view(-1, *shape) for n, (s, shape) in params.items()}
+                         for module, _, _, params in self.modules}
 
 
 class InterpolationPolicy(SteerablePolicy):

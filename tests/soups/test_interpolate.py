@@ -135,11 +135,18 @@ def test_cli_merge_and_soup_build(run_cli, family, tmp_path):
     assert code == 2 and "unknown merge method 'slerp'" in err
 
 
-def test_rows_with_different_preferences_mix_in_one_forward(soup):
-    """The row mixer (one batch, a preference per row) equals each preference's materialised model."""
+@pytest.mark.parametrize("row_budget", [None, 0], ids=["per-row weights", "per anchor"])
+def test_rows_with_different_preferences_mix_in_one_forward(soup, row_budget, monkeypatch):
+    """The row mixer (one batch, a preference per row) equals each preference's materialised model,
+    both with per-row weights (small models) and running each module once per anchor (over budget)."""
+    from moalign.soups import interpolate
+    monkeypatch.setattr(soup, "_mixer", None)
+    if row_budget is not None:
+        monkeypatch.setattr(interpolate, "ROW_BUDGET", row_budget)
     prefs = [{"helpful": 1.0}, {"harmless": 1.0}, {"helpful": 0.3, "harmless": 0.7}, {"helpful": 0.3, "harmless": 0.7}]
     jobs = [(["how do i bake bread ?"], p, None) for p in prefs[:3]] + [(["tell me about the weather"], prefs[3], None)]
     model, texts = soup.prepare_batch(jobs)
+    assert (soup._mixer.rows is None) == (row_budget == 0)
     tok = soup.tokenizer
     batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.no_grad():
