@@ -40,7 +40,7 @@ class Config(Strict):
     objectives: dict[str, str] = Field(min_length=2)  # name -> objective spec
     conditioning: Literal["parameters", "prompt", "both"] = "parameters"
     alpha: float = Field(1.0, gt=0)  # Dirichlet concentration of the sampled preferences
-    rl: RL = RL(steps=300)
+    rl: RL = RL(steps=300, learning_rate=1e-3)  # LoRA adapters: 10x full fine-tuning's rate
     lora: Lora = Lora(r=16, alpha=32)
     seed: int = 0
     out: str = "runs/clp"
@@ -182,9 +182,9 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         if cfg.conditioning != "parameters" and add_missing_tokens(
                 tok, model, [weights_text(names, p.weights) for p in grid(names, 4)]):
             model.save_pretrained(tmp / "base")  # new embedding rows: the checkpoint keeps its own base
-        model = attach_adapters(model, adapters, cfg.lora).train()
         args = rl_args(cfg.rl, [1.0 / len(names)] * len(names), tmp / "_trainer", seed=cfg.seed, progress=progress,
-                       beta=0.0)
+                       beta=0.0)  # seeds the adapters' initialisation too
+        model = attach_adapters(model, adapters, cfg.lora).train()
         trainer = _trainer_class(cfg.rl.algorithm)(model=model, reward_funcs=reward_functions(cfg.objectives),
                                                    args=args, train_dataset=data, processing_class=tok)
         trainer.setup_clp(names, cfg.conditioning, cfg.alpha, cfg.seed, tok, cfg.rl.beta)

@@ -83,3 +83,22 @@ def test_clp_trains_one_model_that_serves_every_preference(base_dir, world_dir, 
     assert ("weights helpful 0.20 harmless 0.80" in texts[0]) == (conditioning == "both")
     answers = policy.generate(["how do i bake bread ?"] * 2, preference="helpful=1,harmless=0", max_new_tokens=8)
     assert len(answers) == 2
+
+
+def test_clp_is_reproducible_whatever_the_process_drew_before(base_dir, world_dir, tmp_path):
+    """The adapters' random init is seeded by the recipe: two runs in one process, with other random
+    draws between them, write identical adapters (inside `moalign compare` they did not)."""
+    from safetensors.torch import load_file
+
+    from moalign.policies import train_recipe
+
+    def run(name):
+        torch.rand(1000)  # whatever ran before in this process
+        out = train_recipe("policies/clp.yaml", [f"base_model={base_dir}", "rl.steps=1", "rl.batch_size=4",
+                                                 "rl.num_generations=2", "rl.max_completion_length=4",
+                                                 f"rl.prompts={world_dir}/data/prompts.jsonl"],
+                           out=str(tmp_path / name), progress=False)
+        return load_file(out / "adapters" / "harmless" / "adapter_model.safetensors")
+
+    first, second = run("a"), run("b")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
