@@ -161,3 +161,31 @@ def test_rows_with_different_preferences_mix_in_one_forward(soup, row_budget, mo
                         for row, w in enumerate(prefs)]
     same, _ = soup.prepare_batch([(["a"], prefs[2], None), (["b"], prefs[2], None)])
     assert same is soup.model_for(prefs[2])
+
+
+def test_row_mixing_is_exact_on_a_llama_soup(tmp_path, tokenizer):
+    """Another architecture: Llama's RMSNorm has no per-row op, so it runs once per anchor while its
+    Linear and Embedding layers take per-row weights; each row still equals its own soup."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id)
+    base = LlamaForCausalLM(cfg)
+    paths = {"base": _save(base, tokenizer, tmp_path / "base")}
+    for i, name in enumerate(OBJ):
+        expert = LlamaForCausalLM(cfg)
+        expert.load_state_dict(base.state_dict())
+        with torch.no_grad():
+            for p in expert.parameters():
+                p.add_(torch.randn_like(p) * 0.05 * (i + 1))
+        paths[name] = _save(expert, tokenizer, tmp_path / name)
+    soup = load_steerable(build(str(paths["base"]), {n: str(paths[n]) for n in OBJ}, tmp_path / "soup"))
+    prefs = [{"helpful": 1.0}, {"helpful": 0.3, "harmless": 0.7}, {"harmless": 1.0}]
+    model, texts = soup.prepare_batch([(["how do i bake bread ?"], p, None) for p in prefs])
+    assert soup._mixer.rows is not None
+    batch = soup.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        mixed = model(**batch).logits
+        for row, pref in enumerate(prefs):
+            assert torch.allclose(mixed[row], soup.model_for(pref)(**batch).logits[row], atol=1e-5), pref
