@@ -85,6 +85,8 @@ def user_pairs(rows, user: str | None = None) -> list[dict]:
 class UserModel:
     """Base of the user models: users.json, the frozen featurizer and the reference pairs."""
 
+    reads_prompts = True  # False: `rewards` and `fit_user` get None for the prompts' features
+
     def __init__(self, path: Path, spec: dict):
         self.path, self.spec = Path(path), spec
         self._featurizer = None
@@ -128,7 +130,8 @@ class UserModel:
     def reward(self, user: str, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         self.check_user(user)
         prompts = list(prompts)
-        return self.rewards(user, self.featurizer(prompts), self.featurizer(prompts, responses))
+        prompt_x = self.featurizer(prompts) if self.reads_prompts else None
+        return self.rewards(user, prompt_x, self.featurizer(prompts, responses))
 
     def preference(self, user: str) -> dict[str, float]:
         self.check_user(user)
@@ -150,7 +153,8 @@ class UserModel:
             raise MoalignError(f"{self.path}: user {user!r} exists (pass --overwrite to refit)")
         prompts = [p["prompt"] for p in pairs]
         f = self.featurizer
-        info = self.fit_user(user, f(prompts), f(prompts, [p["chosen"] for p in pairs]),
+        prompt_x = f(prompts) if self.reads_prompts else None
+        info = self.fit_user(user, prompt_x, f(prompts, [p["chosen"] for p in pairs]),
                              f(prompts, [p["rejected"] for p in pairs]))
         self.spec["users"][user] = {**info, "pairs": len(pairs), "added": True}
         self.spec["users"][user]["preference"] = self.mapped_preference(user)

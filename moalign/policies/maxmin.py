@@ -156,6 +156,8 @@ def purity(assign: dict[str, int], truth: dict[str, str]) -> float:
 class GroupUsers(UserModel):
     """K linear group rewards on standardised features; each user belongs to one group."""
 
+    reads_prompts = False  # the heads read prompt + response features only
+
     def __init__(self, path: Path, spec: dict):
         super().__init__(path, spec)
         w = np.load(self.path / "heads.npz")

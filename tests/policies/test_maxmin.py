@@ -98,3 +98,21 @@ def test_recipe_maxmin_policy_lifts_the_minority(tmp_path):
     out = train_recipe("policies/maxmin.yaml", [], out=str(tmp_path / "mm"), progress=False)
     gt = json.loads((out / "maxmin.json").read_text())["ground_truth"]
     assert gt["policy"]["minority"] >= 1.2 * gt["baseline"]["minority"]
+
+
+def test_group_users_embed_only_prompt_and_response():
+    """A group's reward reads prompt + response features; the prompt alone is never embedded (a
+    wasted forward per call when serving best-of-n)."""
+    from moalign.policies.maxmin import GroupUsers
+
+    calls = []
+
+    def featurizer(prompts, responses=None):
+        calls.append("prompt" if responses is None else "prompt+response")
+        return np.ones((len(prompts), 3))
+
+    users = GroupUsers.__new__(GroupUsers)  # weights set by hand, no checkpoint on disk
+    users.spec, users._featurizer = {"users": {"u": {"group": 1}}}, featurizer
+    users.heads, users.mean, users.std = np.array([[1.0, 0, 0], [0, 2.0, 1.0]]), np.zeros(3), np.ones(3)
+    assert users.reward("u", ["p", "q"], ["a", "b"]).tolist() == [3.0, 3.0]
+    assert calls == ["prompt+response"]
