@@ -162,17 +162,17 @@ class RowMixer:
     own parameters, so mixing each such module per row equals running theta(w_row) = sum_a lambda_a
     theta_a row by row, without materialising one model per preference. Two ways, per batch:
 
-    - per-row weights, when rows x parameters fit in `row_budget` floats (small models): each row's
+    - per-row weights, when rows x parameters fit in ROW_BUDGET floats (small models): each row's
       mixed parameters are written once per batch and every Linear/Conv1D/Embedding/LayerNorm runs
       as one batched op over them, so a forward costs about what the plain model's does;
     - per anchor otherwise (and for other module types): the module runs once per anchor in use and
       its outputs are combined with each row's lambda. The anchors' weights are shared, not copied.
     """
 
-    def __init__(self, skeleton, flats: list[torch.Tensor], row_budget: int | None = None):
+    def __init__(self, skeleton, flats: list[torch.Tensor]):
         self.model = copy.deepcopy(skeleton)
         bind_flat(self.model).copy_(flats[0])
-        self.flats, self.row_budget = flats, ROW_BUDGET if row_budget is None else row_budget
+        self.flats = flats
         offsets, start = {}, 0
         for _, p in named_tensors(self.model):
             offsets[id(p)] = (start, p.shape)
@@ -226,7 +226,7 @@ class RowMixer:
         self.active = [a for a in range(self.coef.shape[1]) if bool((self.coef[:, a] != 0).any())]
         self.rows = None
         n_rows = self.coef.shape[0]
-        if n_rows * self.flats[0].numel() <= self.row_budget:
+        if n_rows * self.flats[0].numel() <= ROW_BUDGET:
             flat = torch.empty(n_rows, self.flats[0].numel(), dtype=self.flats[0].dtype)
             for r in range(n_rows):
                 mix_into(flat[r], self.flats, self.coef[r].numpy())

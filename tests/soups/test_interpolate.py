@@ -20,23 +20,26 @@ def _save(model, tokenizer, path):
     return path
 
 
-@pytest.fixture(scope="module")
-def family(tmp_path_factory, tokenizer):
+def _make_family(model_cls, cfg, tokenizer, root) -> dict:
     """A tiny base and two experts that moved away from it in different directions."""
-    root = tmp_path_factory.mktemp("family")
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, pad_token_id=tokenizer.pad_token_id,
-                     eos_token_id=tokenizer.eos_token_id)
-    base = GPT2LMHeadModel(cfg)
+    base = model_cls(cfg)
     paths = {"base": _save(base, tokenizer, root / "base")}
     for i, name in enumerate(OBJ):
-        expert = GPT2LMHeadModel(cfg)
+        expert = model_cls(cfg)
         expert.load_state_dict(base.state_dict())
         with torch.no_grad():
             for p in expert.parameters():
                 p.add_(torch.randn_like(p) * 0.05 * (i + 1))
         paths[name] = _save(expert, tokenizer, root / name)
     return paths
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory, tokenizer):
+    cfg = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, pad_token_id=tokenizer.pad_token_id,
+                     eos_token_id=tokenizer.eos_token_id)
+    return _make_family(GPT2LMHeadModel, cfg, tokenizer, tmp_path_factory.mktemp("family"))
 
 
 @pytest.fixture(scope="module")
@@ -167,19 +170,10 @@ def test_row_mixing_is_exact_on_a_llama_soup(tmp_path, tokenizer):
     """Another architecture: Llama's RMSNorm has no per-row op, so it runs once per anchor while its
     Linear and Embedding layers take per-row weights; each row still equals its own soup."""
     from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id,
                       eos_token_id=tokenizer.eos_token_id)
-    base = LlamaForCausalLM(cfg)
-    paths = {"base": _save(base, tokenizer, tmp_path / "base")}
-    for i, name in enumerate(OBJ):
-        expert = LlamaForCausalLM(cfg)
-        expert.load_state_dict(base.state_dict())
-        with torch.no_grad():
-            for p in expert.parameters():
-                p.add_(torch.randn_like(p) * 0.05 * (i + 1))
-        paths[name] = _save(expert, tokenizer, tmp_path / name)
+    paths = _make_family(LlamaForCausalLM, cfg, tokenizer, tmp_path)
     soup = load_steerable(build(str(paths["base"]), {n: str(paths[n]) for n in OBJ}, tmp_path / "soup"))
     prefs = [{"helpful": 1.0}, {"helpful": 0.3, "harmless": 0.7}, {"harmless": 1.0}]
     model, texts = soup.prepare_batch([(["how do i bake bread ?"], p, None) for p in prefs])
