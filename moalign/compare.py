@@ -79,8 +79,8 @@ def suite_overrides(method: str, objectives: dict[str, str]) -> list[str]:
         return [specs] + (["grid=2"] if n >= 3 else [])
     if method == "clp":
         return [specs, f"rl.steps={RL_STEPS * n}"]
-    if method == "modpo":  # as many points as MORLHF's front
-        return ["objectives=" + json.dumps(names), f"train_on={names[0]}", "margins={}"] + (["grid=2"] if n >= 3 else [])
+    if method == "modpo":  # as many points as MORLHF's front; pairs of the second objective, as the recipe
+        return ["objectives=" + json.dumps(names), f"train_on={names[1]}", "margins={}"] + (["grid=2"] if n >= 3 else [])
     if method == "sft":
         return ["objectives=" + json.dumps(names)]
     return []

@@ -98,11 +98,11 @@ def test_modpo_front_trains_every_point(base_dir, world_dir, tmp_path):
     assert [a["helpful"] for a in (p.as_dict() for p in front.anchor_prefs)] == pytest.approx([0, 0.5, 1])
     flat = [torch.cat([p.reshape(-1) for p in front.model_for(a).parameters()]).clone() for a in front.anchor_prefs]
     assert (flat[0] - flat[1]).abs().max() > 1e-5 and (flat[1] - flat[2]).abs().max() > 1e-5
-    # w_helpful = 0 is plain DPO on the harmless pairs: the stage-1 margin model itself
-    margin = GPT2LMHeadModel.from_pretrained(tmp_path / "modpo" / "margins" / "harmless")
-    assert torch.equal(flat[0], torch.cat([p.reshape(-1) for p in margin.parameters()]))
+    # w_harmless = 0 is plain DPO on the helpful pairs: the stage-1 margin model itself
+    margin = GPT2LMHeadModel.from_pretrained(tmp_path / "modpo" / "margins" / "helpful")
+    assert torch.equal(flat[2], torch.cat([p.reshape(-1) for p in margin.parameters()]))
     seconds = front.manifest.metrics["seconds"]
-    assert set(seconds) == {"margin:harmless", "points/00", "points/01", "points/02"}
+    assert set(seconds) == {"margin:helpful", "points/00", "points/01", "points/02"}
 
 
 def test_modpo_under_accelerate_launch_matches_one_process(base_dir, world_dir, tmp_path):
@@ -118,7 +118,7 @@ def test_modpo_under_accelerate_launch_matches_one_process(base_dir, world_dir, 
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join((world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines(True)[:32]))
-    common = [f"base_model={base_dir}", f"data={data}", "grid=1", "max_steps=3", "margins.harmless=world:harmless",
+    common = [f"base_model={base_dir}", f"data={data}", "grid=1", "max_steps=3", "margins.helpful=world:helpful",
               "learning_rate=1e-3"]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     # `--cpu` makes accelerate 1.15 start one process; `--multi_gpu` on a machine without GPUs starts
