@@ -114,19 +114,30 @@ def _pairs(cfg: Config) -> dict[str, list[dict]]:
             for o in cfg.objectives}
 
 
-def _stage2(base: str, rows: list[dict], beta: float, w_k: float, cfg: Config, out: Path, progress: bool) -> float:
+def reference_logps(base: str, rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi_ref of every pair's chosen and rejected response: the same for every grid point.
+
+    Computed here rather than by TRL's precompute, which caches them in a per-process temporary file
+    that other ranks of a distributed run cannot read."""
+    from moalign.models import load_causal_lm, load_tokenizer, sequence_logprobs
+
+    tok, model = load_tokenizer(base), load_causal_lm(base).eval()
+    prompts = [r["prompt"] for r in rows]
+    with torch.no_grad():
+        return tuple(sequence_logprobs(model, tok, prompts, [r[side] for r in rows]) for side in ("chosen", "rejected"))
+
+
+def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor], beta: float, w_k: float,
+            cfg: Config, out: Path, progress: bool) -> float:
     from datasets import Dataset
     from trl import DPOConfig
 
-    from moalign.models import load_causal_lm, load_tokenizer, render_prompt, sequence_logprobs
+    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
     from moalign.training import quiet, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base)
-    # Reference log-probs shifted by margin / beta, computed here rather than by TRL's precompute: it
-    # caches them in a per-process temporary file that other ranks of a distributed run cannot read.
-    prompts = [r["prompt"] for r in rows]
-    ref = [sequence_logprobs(model, tok, prompts, [r[side] for r in rows]) for side in ("chosen", "rejected")]
+    # the reference log-probs shifted by margin / beta
     data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"]), "chosen": " " + r["chosen"],
                                "rejected": " " + r["rejected"],
                                "ref_chosen_logps": float(ref[0][n]) + r["margin_chosen"] / beta,
@@ -184,7 +195,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                                      objective.score([p["prompt"] for p in pairs[o]], [p["rejected"] for p in pairs[o]]))
             seconds[f"margin:{j}"] = time.time() - start
         # stage 2: one policy per preference
-        anchors = []
+        anchors, refs = [], {}
         for i, pref in enumerate(grid(cfg.objectives, cfg.grid)):
             w = pref.as_dict()
             kk = k if w[k] > 0 else max(others, key=lambda j: w[j])
@@ -199,7 +210,10 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 rows = [dict(p, margin_chosen=sum(w[j] * rewards[j, kk][0][n] for j in active),
                              margin_rejected=sum(w[j] * rewards[j, kk][1][n] for j in active))
                         for n, p in enumerate(pairs[kk])]
-                seconds[rel] = _stage2(base, rows, cfg.beta, w[kk], cfg, tmp / rel, progress)
+                start = time.time()
+                if kk not in refs:
+                    refs[kk] = reference_logps(base, pairs[kk])
+                seconds[rel] = time.time() - start + _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
             anchors.append({"preference": w, "path": rel})
         write_manifest(tmp, method="modpo", objectives=list(cfg.objectives), base=base, anchors=anchors,
                        tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",
