@@ -47,3 +47,9 @@ def test_suite_reference_point_must_match(tmp_path):
     (tmp_path / "s.yaml").write_text("name: s\nobjectives: {helpful: 'world:helpful'}\nreference_point: [0, 0]\n")
     with pytest.raises(MoalignError, match="reference_point has 2 values for 1 objectives"):
         load_suite(tmp_path / "s.yaml")
+
+
+def test_an_rl_setting_trl_would_ignore_fails_at_load():
+    with pytest.raises(MoalignError, match="aggregation normalize_then_sum needs algorithm grpo"):
+        load_recipe(ROOT / "policies/morlhf.yaml", ["rl.algorithm=rloo", "rl.aggregation=normalize_then_sum"])
+    load_recipe(ROOT / "policies/morlhf.yaml", ["rl.algorithm=rloo"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from moalign.config import Strict
 from moalign.policies.sft import Lora
@@ -29,7 +29,13 @@ class RL(Strict):
     batch_size: int = Field(32, ge=2)  # completions per step (a multiple of num_generations)
     max_completion_length: int = Field(64, ge=1)
     temperature: float = Field(1.0, gt=0)
-    aggregation: Literal["sum_then_normalize", "normalize_then_sum"] = "sum_then_normalize"
+    aggregation: Literal["sum_then_normalize", "normalize_then_sum"] = "sum_then_normalize"  # grpo only
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.algorithm == "rloo" and self.aggregation != "sum_then_normalize":
+            raise ValueError(f"aggregation {self.aggregation} needs algorithm grpo (TRL's RLOO sums the rewards)")
+        return self
 
 
 class DPO(Strict):
