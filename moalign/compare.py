@@ -130,9 +130,11 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
         if name in PERSONAL:
             continue
         path = out / "fronts" / name / "front.json"
-        if path.exists() and name != "base":
-            fronts.append(json.loads(path.read_text()))
-            continue
+        if path.exists():  # the base's front is reused only if it was traced from the same base
+            front = json.loads(path.read_text())
+            if name != "base" or front.get("checkpoint") == str(ckpt):
+                fronts.append(front)
+                continue
         say(f"front of {name} on {suite.name}")
         front = trace_front(load_steerable(ckpt), suite, method=name, eval_path=str(suite_path), progress=progress)
         write_front(front, out / "fronts" / name, overwrite=True)

@@ -56,10 +56,10 @@ def test_compare_writes_table_and_resumes(run_cli, base_dir, world_dir, tmp_path
     assert summary["personalization"]["pal"]["seen_vs_oracle"] == json.loads((pal_dir / "pal.json").read_text())["seen_vs_oracle"]
     assert "| sft |" in stdout and "PAL" in (out / "compare.md").read_text()
     assert (out / "fronts.png").stat().st_size > 10_000
-    mtime = (out / "fronts" / "sft" / "front.json").stat().st_mtime
+    mtimes = {m: (out / "fronts" / m / "front.json").stat().st_mtime for m in ("sft", "base")}
     code, _, err = run_cli("compare", "evals/world.yaml", "--methods", "sft", "--out", out, "-q")
     assert code == 0, err
-    assert (out / "fronts" / "sft" / "front.json").stat().st_mtime == mtime  # reused
+    assert {m: (out / "fronts" / m / "front.json").stat().st_mtime for m in mtimes} == mtimes  # reused
     code, _, err = run_cli("compare", "evals/world.yaml", "--methods", "sft", "--out", out, "--set", "soup.x=1")
     assert code == 2 and "METHOD.KEY=VALUE" in err
     code, _, err = run_cli("compare", "evals/world.yaml", "--methods", "nope", "--out", out)
