@@ -50,13 +50,16 @@ class Features:
 
 def test_maxmin_reward_follows_the_worst_off_group():
     heads = np.array([[1.0, 0.0], [0.0, 1.0]])  # group 0 likes length, group 1 likes 'a'
-    reward = GroupReward(Features(), heads, np.zeros(2), np.ones(2), "maxmin", (np.zeros(2), np.ones(2)))
+    reward = GroupReward(Features(), heads, np.zeros(2), np.ones(2), "maxmin", np.zeros(2))
     # long answers without 'a': group 1 is worse off, so its reward is returned
     out = reward(None, ["xxxxxx", "yyyy"], ["p", "p"])
     assert out == [0.0, 0.0] and reward.chosen == [1]
     out = reward(None, ["aaaaaa", "a"], ["p", "p"])  # now group 0 (length 6, 1) is no better: a tie -> 0
     assert reward.chosen[-1] == 0 and out == [6.0, 1.0]
-    per_sample = GroupReward(Features(), heads, np.zeros(2), np.ones(2), "per_sample_min", (np.zeros(2), np.ones(2)))
+    # rewards are compared after centring at their mean on the data (a Bradley-Terry reward's zero is arbitrary)
+    centred = GroupReward(Features(), heads, np.zeros(2), np.ones(2), "maxmin", np.array([10.0, 0.0]))
+    assert centred(None, ["xxxxxx", "yyyy"], ["p", "p"]) == [-4.0, -6.0] and centred.chosen == [0]
+    per_sample = GroupReward(Features(), heads, np.zeros(2), np.ones(2), "per_sample_min", np.zeros(2))
     assert per_sample(None, ["aaxx", "a"], ["p", "p"]) == [2.0, 1.0]
 
 
