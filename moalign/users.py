@@ -69,11 +69,9 @@ def load_user_rows(data: str, columns: dict[str, str]) -> tuple[list[dict], dict
 
 def world_users(data: str) -> tuple[dict[str, dict], dict] | None:
     """For a `world:` data reference, the world's users by id and its groups (the ground truth)."""
-    if not data.startswith("world:"):
-        return None
-    from moalign.world import ensure_world, load_spec
-    spec = load_spec(ensure_world(int(data.partition("@")[2] or 0)))
-    return {u["id"]: u for u in spec["users"]}, spec["groups"]
+    from moalign.world import spec_of
+    spec = spec_of(data)
+    return None if spec is None else ({u["id"]: u for u in spec["users"]}, spec["groups"])
 
 
 def user_pairs(rows, user: str | None = None) -> list[dict]:

@@ -9,7 +9,21 @@ from moalign.world.build import (GROUPS, WorldSizes, WorldSpec, build_world, ens
 from moalign.world.scoring import OBJECTIVES, score, score_all
 
 __all__ = ["GROUPS", "OBJECTIVES", "WorldSizes", "WorldSpec", "build_world", "ensure_world",
-           "eval_prompts", "load_spec", "resolve", "score", "score_all"]
+           "eval_prompts", "load_spec", "resolve", "score", "score_all", "spec_of"]
+
+
+def _parse(ref: str) -> tuple[str, int]:
+    """(name, seed) of a `world:<name>[@<seed>]` reference."""
+    name, _, seed_text = ref[len("world:"):].partition("@")
+    try:
+        return name, int(seed_text) if seed_text else 0
+    except ValueError:
+        raise MoalignError(f"{ref}: the seed after @ must be an integer") from None
+
+
+def spec_of(ref: str) -> dict | None:
+    """The spec (world.json) of the world behind a `world:` reference; None for anything else."""
+    return load_spec(ensure_world(_parse(ref)[1])) if ref.startswith("world:") else None
 
 
 def resolve(ref: str) -> str:
@@ -21,11 +35,7 @@ def resolve(ref: str) -> str:
     """
     if not ref.startswith("world:"):
         return ref
-    name, _, seed_text = ref[len("world:"):].partition("@")
-    try:
-        seed = int(seed_text) if seed_text else 0
-    except ValueError:
-        raise MoalignError(f"{ref}: the seed after @ must be an integer") from None
+    name, seed = _parse(ref)
     if name == "base":
         from moalign.world.base import ensure_base
         return str(ensure_base(seed))
