@@ -211,9 +211,10 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                              margin_rejected=sum(w[j] * rewards[j, kk][1][n] for j in active))
                         for n, p in enumerate(pairs[kk])]
                 start = time.time()
-                if kk not in refs:
+                if kk not in refs:  # scored once per pair set, and counted in the first point's seconds
                     refs[kk] = reference_logps(base, pairs[kk])
-                seconds[rel] = time.time() - start + _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
+                ref_seconds = time.time() - start
+                seconds[rel] = ref_seconds + _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
             anchors.append({"preference": w, "path": rel})
         write_manifest(tmp, method="modpo", objectives=list(cfg.objectives), base=base, anchors=anchors,
                        tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",
