@@ -108,11 +108,5 @@ class PromptPolicy(SteerablePolicy):
             self._model = load_causal_lm(self.path)
         return self._model
 
-    def condition(self, preference: Preference | Any) -> str:
+    def system_text(self, preference: Preference | Any) -> str:
         return self.method.conditioning(self.manifest.steering, preference)
-
-    def prepare(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
-                user: str | None = None) -> tuple[Any, list[str]]:
-        pref = self.preference(preference, user) or self.default_preference()
-        system = self.condition(pref)
-        return self.model_for(pref), [render_prompt(self.tokenizer, p, system=system) for p in prompts]

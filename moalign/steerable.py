@@ -119,12 +119,17 @@ class SteerablePolicy:
         """A transformers model for this preference (methods that materialise one)."""
         raise NotImplementedError(f"{type(self).__name__} has no model per preference")
 
+    def system_text(self, preference: Preference | None) -> str | None:
+        """The system message that carries this preference, for methods that steer through the
+        prompt (RiC, DPA, CLP's prompt variants); None for the others."""
+        return None
+
     def prepare(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
                 user: str | None = None) -> tuple[Any, list[str]]:
-        """The model to generate with and the texts it sees, for this steering. Methods that steer
-        through the prompt override this to write the preference into the texts."""
+        """The model to generate with and the texts it sees, for this steering."""
         pref = self.preference(preference, user) or self.default_preference()
-        return self.model_for(pref), [render_prompt(self.tokenizer, p) for p in prompts]
+        system = self.system_text(pref)
+        return self.model_for(pref), [render_prompt(self.tokenizer, p, system=system) for p in prompts]
 
     def prepare_batch(self, jobs: Sequence[tuple[Sequence[Prompt], Any, str | None]]) -> tuple[Any, list[str]]:
         """One model and all texts for several (prompts, preference, user) jobs whose `batch_key`s are

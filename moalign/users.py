@@ -273,6 +273,9 @@ class UserPolicy(SteerablePolicy):
     def model_for(self, preference: PreferenceLike | None = None):
         return self.inner.model_for(preference)
 
+    def system_text(self, preference):
+        return self.inner.system_text(preference)
+
     def prepare(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
                 user: str | None = None) -> tuple[Any, list[str]]:
         """With a user, their preference (the server passes the one it resolved along with the user)."""

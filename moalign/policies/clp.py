@@ -122,12 +122,10 @@ class ParameterPolicy(SteerablePolicy):
             self._mixed = pref
         return self.model
 
-    def prepare(self, prompts, preference=None, user=None):
-        from moalign.models import render_prompt
-        pref = self.preference(preference, user) or self.default_preference()
-        system = weights_text(self.objectives, pref.weights) if self.manifest.steering["conditioning"] != "parameters" \
-            else None
-        return self.model_for(pref), [render_prompt(self.tokenizer, p, system=system) for p in prompts]
+    def system_text(self, preference):
+        if self.manifest.steering["conditioning"] == "parameters":
+            return None
+        return weights_text(self.objectives, preference.weights)
 
 
 def _trainer_class(algorithm: str):

@@ -66,6 +66,23 @@ def merge_to_disk(anchors: list[tuple[Path, float]], out: str | os.PathLike, *, 
     return out
 
 
+def _with_system(tokenizer, system: str):
+    """A copy of `tokenizer` whose chat template opens every conversation with `system`, the way
+    moalign renders prompts for a policy that steers through the system message: the exported model
+    is then steered by any chat-template user (transformers, vLLM) without moalign."""
+    import copy
+
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str) or not template:
+        raise MoalignError("this checkpoint steers through the system message, and its tokenizer has no chat "
+                           "template to carry that into an exported model; generate with moalign, or put "
+                           f"this text before your prompts yourself: {system!r}")
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = ("{%- set messages = [{'role': 'system', 'content': " + json.dumps(system) + "}] + messages %}"
+                         + template)
+    return tok
+
+
 def export(policy, preference, out: str | os.PathLike, *, method: Method = "linear", density: float = 1.0,
            overwrite: bool = False) -> Path:
     """The model `policy` gives for `preference`, written as a plain HF directory. Interpolation
@@ -84,6 +101,7 @@ def export(policy, preference, out: str | os.PathLike, *, method: Method = "line
             if method != "linear":
                 raise MoalignError(f"merge method {method!r} needs an interpolation checkpoint (soup or front); "
                                    f"this one is {policy.kind!r}")
+            system = policy.system_text(pref)
             policy.model_for(pref).save_pretrained(tmp)
-            policy.tokenizer.save_pretrained(tmp)
+            (policy.tokenizer if system is None else _with_system(policy.tokenizer, system)).save_pretrained(tmp)
     return Path(out).absolute()

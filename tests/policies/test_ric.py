@@ -66,6 +66,17 @@ def test_ric_trains_a_prompt_steered_checkpoint(base_dir, world_dir, tmp_path):
             logits.append(model(**policy.tokenizer(texts, return_tensors="pt")).logits[0, -1])
     assert (logits[0] - logits[1]).abs().max() > 1e-3
 
+    # exported for one preference, the model's chat template writes that preference's system text
+    from moalign.models import load_tokenizer
+    from moalign.soups.merge import export
+    path = export(policy, "helpful=1,harmless=0", tmp_path / "exported")
+    chat = [{"role": "user", "content": "tell me about the weather"}]
+    rendered = load_tokenizer(path).apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert rendered == policy.prepare(["tell me about the weather"], "helpful=1,harmless=0")[1][0]
+    policy.tokenizer.chat_template = None
+    with pytest.raises(MoalignError, match="no chat template"):
+        export(policy, "helpful=1,harmless=0", tmp_path / "plain")
+
 
 @pytest.mark.slow
 def test_ric_recipe_steers_each_objective(tmp_path):
