@@ -1,7 +1,8 @@
 """An OpenAI-compatible API over steerable checkpoints, plus a playground page.
 
 Routes: POST /v1/chat/completions, POST /v1/completions (steering: the extra body field
-`preference` = {objective: weight}, or the standard `user` field for checkpoints that know users),
+`preference` = {objective: weight}, a list in objective order, or any string the CLI takes such as
+"helpful=0.7,harmless=0.3" or DPA's "angle=30"; or the standard `user` field for checkpoints that know users),
 GET /v1/models, GET /v1/models/{model}/front.png, GET /healthz, GET / (the playground).
 Every bad request is a 4xx with OpenAI's error body; nothing in a request names a path.
 """
@@ -41,7 +42,7 @@ class _Body(BaseModel):
     stream: bool = False
     stop: Optional[Union[str, list[str]]] = None
     user: Optional[str] = None
-    preference: Optional[dict[str, Any]] = None
+    preference: Optional[Union[dict[str, Any], str, list[float]]] = None  # as in the CLI and Python
 
 
 class Message(BaseModel):

@@ -39,6 +39,10 @@ def test_chat_plain_and_with_preference(running):
         assert text == soup.generate(["how do i fix my bike ?"], preference={"helpful": w, "harmless": 1 - w},
                                      max_new_tokens=32, do_sample=False)[0]
     assert answers[0.0] != answers[1.0]
+    for spec in ("helpful=0,harmless=1", [0, 1]):  # the preference forms the CLI and Python take
+        r = c.chat.completions.create(model="soup", messages=[{"role": "user", "content": "how do i fix my bike ?"}],
+                                      max_tokens=32, temperature=0, extra_body={"preference": spec})
+        assert r.choices[0].message.content == answers[0.0]
     # the standard `user` field is accepted (and ignored by checkpoints that know no users)
     u = c.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}], user="alice", max_tokens=4)
     assert u.choices[0].message.content is not None
