@@ -252,12 +252,13 @@ def users_list(checkpoint: Path = typer.Argument(..., help="A user checkpoint or
 
 
 def _front_table(fronts: list[dict]) -> None:
+    from moalign.evals.plot import front_names
     table = Table()
-    for col in ("method", "points", "pareto", "hypervolume", *fronts[0]["objectives"]):
+    for col in ("front", "points", "pareto", "hypervolume", *fronts[0]["objectives"]):
         table.add_column(col)
-    for f in fronts:
+    for f, name in zip(fronts, front_names(fronts)):
         means = {o: sum(p["scores"][o] for p in f["points"]) / len(f["points"]) for o in f["objectives"]}
-        table.add_row(f["method"], str(len(f["points"])), str(len(f["pareto_indices"])),
+        table.add_row(name, str(len(f["points"])), str(len(f["pareto_indices"])),
                       f"{f['hypervolume']:.4f}", *(f"{means[o]:.3f}" for o in f["objectives"]))
     console.print(table)
 

@@ -6,7 +6,7 @@ from moalign.config import load_suite
 from moalign.errors import MoalignError
 from moalign.evals.front import read_front, trace_front, write_front
 from moalign.evals.pareto import hypervolume
-from moalign.evals.plot import plot_fronts
+from moalign.evals.plot import front_names, plot_fronts
 from moalign.steerable import load_steerable
 
 
@@ -57,6 +57,16 @@ def test_plots_for_two_and_three_objectives(tmp_path):
     assert plot_fronts(three, tmp_path / "three.png").exists()
     with pytest.raises(MoalignError, match="has objectives"):
         plot_fronts([two[0], three[0]], tmp_path / "bad.png")
+
+
+def test_fronts_of_one_method_are_told_apart_by_checkpoint():
+    a, b = _front("soup", [[0.5, 0.5]], ["x", "y"]), _front("morlhf", [[0.5, 0.5]], ["x", "y"])
+    assert front_names([a, b]) == ["soup", "morlhf"]
+    lora = dict(a, checkpoint="/runs/soup-lora")
+    assert front_names([dict(a, checkpoint="/runs/soup"), lora]) == ["soup soup", "soup soup-lora"]
+    other = dict(a, checkpoint="/old/soup-lora")
+    assert front_names([lora, other, b]) == ["soup runs/soup-lora", "soup old/soup-lora", "morlhf"]
+    assert front_names([lora, lora]) == ["soup #1", "soup #2"]
 
 
 def test_read_front_rejects_other_json(tmp_path):
