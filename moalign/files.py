@@ -1,13 +1,17 @@
 """Atomic output directories: a run is written to a temporary sibling and renamed into place,
 so a crash never leaves a half-written directory that loads, and an earlier run is only replaced
-once the new one is complete."""
+once the new one is complete. Runs of several trainings (soups, MORLHF, MODPO) keep the finished
+ones on a crash, and the same command resumes from them."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from moalign.errors import MoalignError
 
@@ -25,10 +29,20 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+_KEY, _DONE = ".recipe-key", ".step-done"
+
+
+def _distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 @contextlib.contextmanager
-def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: dict | None = None) -> Iterator[Path]:
     """Yield a fresh temporary directory that becomes `out` when the block succeeds.
 
+    With `resume` (the run's recipe), a run that fails keeps its temporary directory, and the next
+    run of the same recipe into the same `out` continues in it: the steps that `step` finished are
+    not run again. (Not in a distributed run, whose processes must all train the same steps.)
     In a distributed run every process trains and writes, but only the main one publishes: the
     others' copies (identical, as DDP keeps the weights in sync) are discarded."""
     out = Path(out).expanduser().absolute()
@@ -36,19 +50,48 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     if main:
         check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    key = None
+    if resume is not None and not _distributed():
+        key = hashlib.sha256(json.dumps(resume, sort_keys=True, default=str).encode()).hexdigest()
+    tmp = out.parent / (f".{out.name}.partial" if key else f".{out.name}.tmp-{os.getpid()}")
+    if key and (tmp / _KEY).is_file() and (tmp / _KEY).read_text() == key:
+        kept = sorted(str(p.parent.relative_to(tmp)) for p in tmp.rglob(_DONE))
+        print(f"resuming {out.name} from {tmp}: {len(kept)} finished step(s) kept ({', '.join(kept) or 'none'})",
+              file=sys.stderr)
+    else:
+        if key and tmp.exists():
+            print(f"discarding {tmp}: an unfinished run of another recipe", file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        if key:
+            (tmp / _KEY).write_text(key)
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if key:
+            print(f"finished steps are kept in {tmp}; the same command continues from them", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     if not main:
         shutil.rmtree(tmp, ignore_errors=True)
         return
+    for marker in [tmp / _KEY, *tmp.rglob(_DONE)]:
+        marker.unlink(missing_ok=True)
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     if out.exists():
         out.rename(old)
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def step(path: Path, run: Callable[[], float]) -> float:
+    """`run()` (which writes `path` and returns its seconds) unless an earlier attempt of a resumed
+    run finished it; its seconds either way."""
+    marker = path / _DONE
+    if marker.is_file():
+        return float(marker.read_text())
+    shutil.rmtree(path, ignore_errors=True)  # a half-written attempt
+    seconds = run()
+    marker.write_text(repr(float(seconds)))
+    return seconds

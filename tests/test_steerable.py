@@ -5,7 +5,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from moalign.errors import MoalignError
-from moalign.files import atomic_dir
+from moalign.files import atomic_dir, step
 from moalign.steerable import FixedPolicy, Manifest, load_steerable
 
 
@@ -70,3 +70,42 @@ def test_atomic_dir_keeps_the_old_run_on_a_crash_and_refuses_non_empty(tmp_path)
     with atomic_dir(out, overwrite=True) as d:
         (d / "b.txt").write_text("second")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+
+
+def test_a_failed_run_resumes_from_its_finished_steps(tmp_path, monkeypatch):
+    out, calls = tmp_path / "run", []
+
+    def run(d, name, crash=False):
+        def train():
+            calls.append(name)
+            (d / name).mkdir(parents=True)
+            (d / name / "w.txt").write_text(name)
+            if crash:
+                raise RuntimeError("crash")
+            return 1.5
+        return step(d / name, train)
+
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out, resume={"lr": 1}) as d:
+            run(d, "a")
+            run(d, "b", crash=True)
+    assert not out.exists() and calls == ["a", "b"]
+    with atomic_dir(out, resume={"lr": 1}) as d:
+        assert run(d, "a") == 1.5 and run(d, "b") == 1.5
+    assert calls == ["a", "b", "b"]  # a was kept; the half-written b ran again
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["a", "a/w.txt", "b", "b/w.txt"]  # no markers
+    n = len(calls)
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out, overwrite=True, resume={"lr": 1}) as d:
+            run(d, "a")
+            raise RuntimeError("crash")
+    with atomic_dir(out, overwrite=True, resume={"lr": 2}) as d:  # another recipe starts afresh
+        run(d, "a")
+    assert len(calls) - n == 2
+    monkeypatch.setenv("WORLD_SIZE", "2")  # distributed: every process must train every step
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out, overwrite=True, resume={"lr": 1}) as d:
+            run(d, "a")
+            raise RuntimeError("crash")
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]

@@ -155,7 +155,7 @@ def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor],
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import atomic_dir
+    from moalign.files import atomic_dir, step
     from moalign.objectives import get_objective
     from moalign.policies.reward_model import fit as fit_reward_model
     from moalign.preference import grid
@@ -168,32 +168,38 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     others = [j for j in cfg.objectives if j != k]
     pairs = _pairs(cfg)
     seconds: dict[str, float] = {}
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         # stage 1: a margin reward per other objective, scored once on every pair set that may need it
         margin_models, rewards = {}, {}
         # the margin DPO models learn from the recipe's data unless margin_dpo names its own
         margin_dpo = cfg.margin_dpo if "data" in cfg.margin_dpo.model_fields_set else \
             cfg.margin_dpo.model_copy(update={"data": cfg.data, "columns": cfg.columns})
         for j in others:
-            source = cfg.margins.get(j, "dpo")
+            source, where = cfg.margins.get(j, "dpo"), tmp / "margins" / j
+
+            def margin(j=j, source=source, where=where) -> float:  # wall seconds, setup included
+                start = time.time()
+                if source == "dpo":
+                    train_dpo(base, j, margin_dpo, where, lora=cfg.lora, seed=cfg.seed, progress=progress)
+                else:
+                    fit_reward_model(base, pairs[j], where, epochs=cfg.margin_dpo.epochs,
+                                     learning_rate=cfg.margin_dpo.learning_rate,
+                                     batch_size=cfg.margin_dpo.batch_size, seed=cfg.seed, progress=progress)
+                return time.time() - start
+
+            trained = step(where, margin) if source in ("dpo", "reward_model") else 0.0
             start = time.time()
             if source == "dpo":
-                train_dpo(base, j, margin_dpo, tmp / "margins" / j, lora=cfg.lora, seed=cfg.seed, progress=progress)
-                spec = f"implicit:{tmp / 'margins' / j}?ref={base}&beta={cfg.margin_dpo.beta}"
-                margin_models[j] = tmp / "margins" / j
-            elif source == "reward_model":
-                fit_reward_model(base, pairs[j], tmp / "margins" / j, epochs=cfg.margin_dpo.epochs,
-                                 learning_rate=cfg.margin_dpo.learning_rate, batch_size=cfg.margin_dpo.batch_size,
-                                 seed=cfg.seed, progress=progress)
-                spec = f"hf:{tmp / 'margins' / j}"
+                spec = f"implicit:{where}?ref={base}&beta={cfg.margin_dpo.beta}"
+                margin_models[j] = where
             else:
-                spec = source
+                spec = f"hf:{where}" if source == "reward_model" else source
             objective = get_objective(spec, j)
             for o in cfg.objectives:
                 if o != j:
                     rewards[j, o] = (objective.score([p["prompt"] for p in pairs[o]], [p["chosen"] for p in pairs[o]]),
                                      objective.score([p["prompt"] for p in pairs[o]], [p["rejected"] for p in pairs[o]]))
-            seconds[f"margin:{j}"] = time.time() - start
+            seconds[f"margin:{j}"] = trained + time.time() - start
         # stage 2: one policy per preference
         anchors, refs = [], {}
         for i, pref in enumerate(grid(cfg.objectives, cfg.grid)):
@@ -204,17 +210,22 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 print(f"MODPO point {i + 1}: {pref} (pairs of {kk})")
             active = [j for j in cfg.objectives if j != kk and w[j] > 0]
             if not active and kk in margin_models:  # plain DPO on kk's pairs: stage 1 already trained it
-                shutil.copytree(margin_models[kk], tmp / rel, ignore=shutil.ignore_patterns("train_log.json"))
+                shutil.copytree(margin_models[kk], tmp / rel, ignore=shutil.ignore_patterns("train_log.json"),
+                                dirs_exist_ok=True)  # a resumed run may have copied it already
                 seconds[rel] = 0.0
             else:
                 rows = [dict(p, margin_chosen=sum(w[j] * rewards[j, kk][0][n] for j in active),
                              margin_rejected=sum(w[j] * rewards[j, kk][1][n] for j in active))
                         for n, p in enumerate(pairs[kk])]
-                start = time.time()
-                if kk not in refs:  # scored once per pair set, and counted in the first point's seconds
-                    refs[kk] = reference_logps(base, pairs[kk])
-                ref_seconds = time.time() - start
-                seconds[rel] = ref_seconds + _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
+
+                def point(kk=kk, rows=rows, w=w, rel=rel):
+                    start = time.time()
+                    if kk not in refs:  # scored once per pair set, and counted in the first point's seconds
+                        refs[kk] = reference_logps(base, pairs[kk])
+                    ref_seconds = time.time() - start
+                    return ref_seconds + _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
+
+                seconds[rel] = step(tmp / rel, point)
             anchors.append({"preference": w, "path": rel})
         write_manifest(tmp, method="modpo", objectives=list(cfg.objectives), base=base, anchors=anchors,
                        tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",

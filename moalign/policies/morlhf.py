@@ -33,7 +33,7 @@ class Config(Strict):
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import atomic_dir
+    from moalign.files import atomic_dir, step
     from moalign.preference import grid
     from moalign.soups.soup import write_manifest
     from moalign.training import base_path
@@ -42,13 +42,13 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     names = list(cfg.objectives)
     prefs = grid(names, cfg.grid)
     anchors, seconds = [], []
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         for i, pref in enumerate(prefs):
             if progress:
                 print(f"MORLHF point {i + 1}/{len(prefs)}: {pref}")
             rel = f"points/{i:02d}"
-            seconds.append(train_rl(base, cfg.objectives, list(pref.weights), cfg.rl, tmp / rel, lora=cfg.lora,
-                                    seed=cfg.seed, progress=progress))
+            seconds.append(step(tmp / rel, lambda: train_rl(base, cfg.objectives, list(pref.weights), cfg.rl, tmp / rel,
+                                                            lora=cfg.lora, seed=cfg.seed, progress=progress)))
             anchors.append({"preference": pref.as_dict(), "path": rel})
         write_manifest(tmp, method="morlhf", objectives=names, base=base, anchors=anchors, tokenizer=anchors[0]["path"],
                        semantics="lora-cat" if cfg.lora else "full", recipe=recipe or cfg.model_dump(),

@@ -46,23 +46,23 @@ def write_manifest(directory: Path, *, method: str, objectives: list[str], base:
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import atomic_dir
+    from moalign.files import atomic_dir, step
     from moalign.training import base_path
 
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     seconds: dict[str, float] = {}
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         for i, name in enumerate(names):
             if progress:
                 print(f"expert {i + 1}/{len(names)}: {name}")
             target = tmp / "experts" / name
             if isinstance(cfg.expert, RL):
-                seconds[name] = train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.expert, target,
-                                         lora=cfg.lora, seed=cfg.seed, progress=progress)
+                seconds[name] = step(target, lambda: train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.expert,
+                                                              target, lora=cfg.lora, seed=cfg.seed, progress=progress))
             else:
-                seconds[name] = train_dpo(base, name, cfg.expert, target, lora=cfg.lora, seed=cfg.seed,
-                                          progress=progress)
+                seconds[name] = step(target, lambda: train_dpo(base, name, cfg.expert, target, lora=cfg.lora,
+                                                               seed=cfg.seed, progress=progress))
         paths = {n: f"experts/{n}" for n in names}
         write_manifest(tmp, method="soup", objectives=names, base=base, anchors=anchors_at_vertices(names, paths),
                        tokenizer=paths[names[0]], semantics="lora-cat" if cfg.lora else "full",
