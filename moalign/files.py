@@ -37,6 +37,38 @@ def _distributed() -> bool:
 
 
 @contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold `out`'s lock for the block: two resumable runs into one directory would share its
+    partial work. The lock goes with the process, so a crash never leaves it held."""
+    import fcntl
+
+    lock = out.parent / f".{out.name}.lock"
+    with open(lock, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MoalignError(f"{out}: another run is writing it; wait for it to finish or stop it") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def _partial(tmp: Path, key: str, name: str) -> None:
+    """Continue in `tmp` if it holds an unfinished run of the same recipe, else start it afresh."""
+    if (tmp / _KEY).is_file() and (tmp / _KEY).read_text() == key:
+        kept = sorted(str(p.parent.relative_to(tmp)) for p in tmp.rglob(_DONE))
+        print(f"resuming {name} from {tmp}: {len(kept)} finished step(s) kept ({', '.join(kept) or 'none'})",
+              file=sys.stderr)
+        return
+    if tmp.exists():
+        print(f"discarding {tmp}: an unfinished run of another recipe", file=sys.stderr)
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    (tmp / _KEY).write_text(key)
+
+
+@contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: dict | None = None) -> Iterator[Path]:
     """Yield a fresh temporary directory that becomes `out` when the block succeeds.
 
@@ -50,39 +82,35 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: dict | N
     if main:
         check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    key = None
-    if resume is not None and not _distributed():
-        key = hashlib.sha256(json.dumps(resume, sort_keys=True, default=str).encode()).hexdigest()
-    tmp = out.parent / (f".{out.name}.partial" if key else f".{out.name}.tmp-{os.getpid()}")
-    if key and (tmp / _KEY).is_file() and (tmp / _KEY).read_text() == key:
-        kept = sorted(str(p.parent.relative_to(tmp)) for p in tmp.rglob(_DONE))
-        print(f"resuming {out.name} from {tmp}: {len(kept)} finished step(s) kept ({', '.join(kept) or 'none'})",
-              file=sys.stderr)
-    else:
-        if key and tmp.exists():
-            print(f"discarding {tmp}: an unfinished run of another recipe", file=sys.stderr)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        if key:
-            (tmp / _KEY).write_text(key)
-    try:
-        yield tmp
-    except BaseException:
-        if key:
-            print(f"finished steps are kept in {tmp}; the same command continues from them", file=sys.stderr)
+    resumable = resume is not None and not _distributed()
+    with contextlib.ExitStack() as stack:
+        if resumable:
+            stack.enter_context(_exclusive(out))
+            tmp = out.parent / f".{out.name}.partial"
+            _partial(tmp, hashlib.sha256(json.dumps(resume, sort_keys=True, default=str).encode()).hexdigest(),
+                     out.name)
         else:
+            tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if not main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    for marker in [tmp / _KEY, *tmp.rglob(_DONE)]:
-        marker.unlink(missing_ok=True)
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+            tmp.mkdir()
+        try:
+            yield tmp
+        except BaseException:
+            if resumable:
+                print(f"finished steps are kept in {tmp}; the same command continues from them", file=sys.stderr)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if not main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        for marker in [tmp / _KEY, *tmp.rglob(_DONE)]:
+            marker.unlink(missing_ok=True)
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def step(path: Path, run: Callable[[], float]) -> float:

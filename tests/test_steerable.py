@@ -103,6 +103,10 @@ def test_a_failed_run_resumes_from_its_finished_steps(tmp_path, monkeypatch):
     with atomic_dir(out, overwrite=True, resume={"lr": 2}) as d:  # another recipe starts afresh
         run(d, "a")
     assert len(calls) - n == 2
+    with atomic_dir(out, overwrite=True, resume={"lr": 1}):  # one run at a time shares a partial directory
+        with pytest.raises(MoalignError, match="another run is writing it"):
+            with atomic_dir(out, overwrite=True, resume={"lr": 1}):
+                pass
     monkeypatch.setenv("WORLD_SIZE", "2")  # distributed: every process must train every step
     with pytest.raises(RuntimeError):
         with atomic_dir(out, overwrite=True, resume={"lr": 1}) as d:
