@@ -108,9 +108,9 @@ def soup_build(base: Path = typer.Option(..., help="The base the experts were fi
 @app.command()
 def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or plain HF model dir)."),
           eval: Path = typer.Option(..., "--eval", "-e", help="Eval suite YAML (evals/*.yaml)."),
-          grid: Optional[int] = typer.Option(None, help="das-dennis partitions (overrides the suite)."),
+          grid: Optional[int] = typer.Option(None, min=1, help="das-dennis partitions (overrides the suite)."),
           search: str = typer.Option("grid", help="grid (das-dennis) or nsga2 (pymoo search over the simplex)."),
-          budget: Optional[int] = typer.Option(None, help="nsga2: number of preferences to evaluate."),
+          budget: Optional[int] = typer.Option(None, min=1, help="nsga2: number of preferences to evaluate."),
           method: Optional[str] = typer.Option(None, help="Name in front.json (default: the checkpoint's)."),
           out: Path = OUT, overwrite: bool = OVERWRITE, quiet: bool = QUIET):
     """Trace a checkpoint's front: front.json and front.png."""
@@ -119,7 +119,7 @@ def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or 
     from moalign.files import check_out
     from moalign.steerable import load_steerable
     check_out(out.absolute(), overwrite)
-    suite = load_suite(eval, [f"grid={grid}"] if grid else [])
+    suite = load_suite(eval, [] if grid is None else [f"grid={grid}"])
     result = trace_front(load_steerable(checkpoint), suite, method=method, search=search, budget=budget,
                          eval_path=str(eval), progress=not quiet)
     path = write_front(result, out, overwrite)
@@ -270,10 +270,10 @@ def main() -> None:
     except MoalignError as e:
         err.print(f"error: {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
         sys.exit(130)
-    except click.ClickException as e:
+    except (click.ClickException, typer.exceptions.TyperException) as e:  # newer typers vendor their own click
         e.show()
         sys.exit(e.exit_code)
     except KeyboardInterrupt:

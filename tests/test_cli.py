@@ -46,6 +46,14 @@ def test_generate_with_the_base_and_bad_preferences(run_cli, base_dir):
         _one_line_error(*run_cli("generate", base_dir, "-p", "x", "--preference", pref), needle)
 
 
+def test_usage_errors_are_click_messages_with_status_2(run_cli, base_dir):
+    for args, needle in ((["generate", base_dir, "-p", "x", "--bogus"], "No such option: --bogus"),
+                         (["generate", base_dir, "-p", "x", "--max-new-tokens", "0"], "'--max-new-tokens'"),
+                         (["front", base_dir, "--eval", "evals/world.yaml", "--grid", "0"], "'--grid'")):
+        code, out, err = run_cli(*args)
+        assert code == 2 and needle in err and "Traceback" not in out + err, (code, err)
+
+
 def test_bad_recipes_and_data(run_cli, tmp_path):
     (tmp_path / "r.yaml").write_text("method: sft\nepochz: 1\n")
     _one_line_error(*run_cli("train", tmp_path / "r.yaml"), "epochz: unknown key")
