@@ -45,7 +45,7 @@ def _quiet_libraries() -> None:
 
 
 @world_app.command("build")
-def world_build(out: Path = OUT, seed: int = typer.Option(0, help="World seed."), overwrite: bool = OVERWRITE):
+def world_build(out: Path = OUT, seed: int = typer.Option(0, min=0, help="World seed."), overwrite: bool = OVERWRITE):
     """Write the world's datasets and world.json (same seed, byte-identical files)."""
     from moalign.files import atomic_dir
     from moalign.world import build_world
@@ -55,7 +55,7 @@ def world_build(out: Path = OUT, seed: int = typer.Option(0, help="World seed.")
 
 
 @app.command()
-def base(out: Path = OUT, seed: int = typer.Option(0, help="World seed the base is trained on."),
+def base(out: Path = OUT, seed: int = typer.Option(0, min=0, help="World seed the base is trained on."),
          overwrite: bool = OVERWRITE, quiet: bool = QUIET):
     """Write the tiny base model (plain HF directory); trained once, then cached."""
     from moalign.world.base import write_base
@@ -146,7 +146,7 @@ def generate(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (
              user: Optional[str] = typer.Option(None, help="A user id the checkpoint knows."),
              max_new_tokens: int = typer.Option(64, min=1, max=4096),
              greedy: bool = typer.Option(False, help="Greedy decoding instead of sampling."),
-             temperature: float = typer.Option(1.0, min=1e-6), seed: int = typer.Option(0)):
+             temperature: float = typer.Option(1.0, min=1e-6), seed: int = typer.Option(0, min=0)):
     """Answer prompts with a checkpoint, steered by a preference or a user."""
     from moalign.steerable import load_steerable
     policy = load_steerable(checkpoint)
@@ -177,7 +177,7 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output directory."),
-         seed: int = typer.Option(0, help="World seed."), overwrite: bool = OVERWRITE, quiet: bool = QUIET):
+         seed: int = typer.Option(0, min=0, help="World seed."), overwrite: bool = OVERWRITE, quiet: bool = QUIET):
     """World -> base -> every method -> fronts -> one plot and a summary table."""
     from moalign.demo import run_demo
     summary = run_demo(out, seed, overwrite=overwrite, progress=not quiet, console=console)
@@ -197,7 +197,7 @@ def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. eval
             methods: str = typer.Option("soup,morlhf,modpo,ric,dpa,clp", help="Comma-separated methods "
                                         "(soup, morlhf, modpo, ric, dpa, clp, sft; maxmin, pal for the users table)."),
             out: Path = OUT, base: str = typer.Option("world:base", help="Base model for every method."),
-            seed: int = typer.Option(0), retrain: bool = typer.Option(False, "--retrain",
+            seed: int = typer.Option(0, min=0), retrain: bool = typer.Option(False, "--retrain",
                                                                        help="Train again what a previous run finished."),
             override: List[str] = typer.Option([], "--set", help="METHOD.KEY=VALUE recipe override (repeatable)."),
             quiet: bool = QUIET):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Annotated, Any, Sequence, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from moalign.errors import MoalignError
 
 M = TypeVar("M", bound=BaseModel)
+Seed = Annotated[int, Field(ge=0)]  # numpy's generators refuse negative seeds
 
 
 class Strict(BaseModel):
@@ -30,7 +31,7 @@ class Generation(Strict):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0)
-    seed: int = 0
+    seed: Seed = 0
     batch_size: int = Field(64, ge=1)
 
 

@@ -49,7 +49,8 @@ def test_generate_with_the_base_and_bad_preferences(run_cli, base_dir):
 def test_usage_errors_are_click_messages_with_status_2(run_cli, base_dir):
     for args, needle in ((["generate", base_dir, "-p", "x", "--bogus"], "No such option: --bogus"),
                          (["generate", base_dir, "-p", "x", "--max-new-tokens", "0"], "'--max-new-tokens'"),
-                         (["front", base_dir, "--eval", "evals/world.yaml", "--grid", "0"], "'--grid'")):
+                         (["front", base_dir, "--eval", "evals/world.yaml", "--grid", "0"], "'--grid'"),
+                         (["world", "build", "--out", "unused", "--seed", "-1"], "'--seed'")):
         code, out, err = run_cli(*args)
         assert code == 2 and needle in err and "Traceback" not in out + err, (code, err)
 
@@ -59,6 +60,7 @@ def test_bad_recipes_and_data(run_cli, tmp_path):
     _one_line_error(*run_cli("train", tmp_path / "r.yaml"), "epochz: unknown key")
     (tmp_path / "m.yaml").write_text("method: magic\n")
     _one_line_error(*run_cli("train", tmp_path / "m.yaml"), "unknown method 'magic'")
+    _one_line_error(*run_cli("train", "policies/morlhf.yaml", "seed=-1"), "seed: Input should be greater than or equal to 0")
     (tmp_path / "bad.jsonl").write_text('{"prompt": "hi", "answer": "yo"}\n')
     _one_line_error(*run_cli("train", "policies/sft.yaml", f"data={tmp_path / 'bad.jsonl'}", "format=sft",
                              "--out", tmp_path / "o"), "response")

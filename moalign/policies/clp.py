@@ -25,7 +25,7 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import Field
 
-from moalign.config import Strict
+from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
 from moalign.policies.sft import Lora
 from moalign.preference import Preference
@@ -42,7 +42,7 @@ class Config(Strict):
     alpha: float = Field(1.0, gt=0)  # Dirichlet concentration of the sampled preferences
     rl: RL = RL(steps=300, learning_rate=1e-3)  # LoRA adapters: 10x full fine-tuning's rate
     lora: Lora = Lora(r=16, alpha=32)
-    seed: int = 0
+    seed: Seed = 0
     out: str = "runs/clp"
 
 

@@ -23,7 +23,7 @@ from typing import Literal, Mapping
 import numpy as np
 from pydantic import Field
 
-from moalign.config import Strict
+from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
 from moalign.policies.sft import Lora
 from moalign.preference import Preference
@@ -102,7 +102,7 @@ class Config(Strict):
     max_length: int = Field(256, ge=8)
     max_new_tokens: int = Field(64, ge=1)
     lora: Lora | None = None
-    seed: int = 0
+    seed: Seed = 0
     out: str = "runs/dpa"
 
 

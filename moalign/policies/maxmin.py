@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from moalign.config import Strict
+from moalign.config import Seed, Strict
 from moalign.soups.experts import RL
 from moalign.users import UserModel
 
@@ -60,7 +60,7 @@ class Config(Strict):
     baseline: bool = True  # also train single-reward-model RLHF on the pooled data
     rl: RL = RL()
     rerank: int = Field(0, ge=0)  # serve users by best-of-n under their group's reward
-    seed: int = 0
+    seed: Seed = 0
     out: str = "runs/maxmin"
 
 

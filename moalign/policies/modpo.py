@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from moalign.config import Strict
+from moalign.config import Seed, Strict
 from moalign.policies.sft import Lora
 from moalign.soups.experts import DPO
 
@@ -92,7 +92,7 @@ class Config(Strict):
     batch_size: int = Field(16, ge=1)
     margin_dpo: DPO = DPO()  # stage 1 for "dpo" margins (its beta is the implicit reward's)
     lora: Lora | None = None
-    seed: int = 0
+    seed: Seed = 0
     out: str = "runs/modpo"
 
     @model_validator(mode="after")

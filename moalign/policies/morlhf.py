@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from moalign.config import Strict
+from moalign.config import Seed, Strict
 from moalign.policies.sft import Lora
 from moalign.soups.experts import RL, train_rl
 
@@ -27,7 +27,7 @@ class Config(Strict):
     grid: int = Field(4, ge=1)  # das-dennis partitions: grid + 1 policies for two objectives
     rl: RL = RL()
     lora: Lora | None = None
-    seed: int = 0
+    seed: Seed = 0
     out: str = "runs/morlhf"
 
 

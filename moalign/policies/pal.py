@@ -38,7 +38,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from moalign.config import Strict
+from moalign.config import Seed, Strict
 from moalign.policies.maxmin import WORLD_OBJECTIVES
 from moalign.users import UserModel
 
@@ -66,7 +66,7 @@ class Config(Strict):
     objectives: dict[str, str] = WORLD_OBJECTIVES  # what user preferences are mapped onto
     policy: str | None = None  # a steerable checkpoint the users steer; None = the base, reranked
     rerank: int | None = Field(None, ge=0)  # best-of-n under the user's reward (default: 8 without a policy)
-    seed: int = 0
+    seed: Seed = 0
     out: str = "runs/pal"
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from moalign.config import Strict
+from moalign.config import Seed, Strict
 
 
 class Config(Strict):
@@ -27,7 +27,7 @@ class Config(Strict):
     epochs: float = Field(1.0, gt=0)
     learning_rate: float = Field(5e-4, gt=0)
     batch_size: int = Field(16, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     out: str = "runs/rm"
 
 

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from moalign.config import Strict
+from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
 from moalign.policies.sft import Lora
 from moalign.preference import Preference
@@ -53,7 +53,7 @@ class Config(Strict):
     lora: Lora | None = None
     online: Online = Online()
     max_new_tokens: int = Field(64, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     out: str = "runs/ric"
 
 

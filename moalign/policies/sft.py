@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from moalign.config import Strict
+from moalign.config import Seed, Strict
 from moalign.world.scoring import OBJECTIVES
 
 
@@ -40,7 +40,7 @@ class Config(Strict):
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(256, ge=8)
     lora: Lora | None = None
-    seed: int = 0
+    seed: Seed = 0
     out: str = "runs/sft"
 
 

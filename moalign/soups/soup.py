@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from moalign.config import Strict
+from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
 from moalign.policies.sft import Lora
 from moalign.soups.experts import RL, Algorithm, train_dpo, train_rl
@@ -28,7 +28,7 @@ class Config(Strict):
     objectives: dict[str, str] = Field(min_length=1)  # name -> objective spec (the expert's reward)
     expert: Algorithm = RL()
     lora: Lora | None = None
-    seed: int = 0
+    seed: Seed = 0
     out: str = "runs/soup"
 
 
