@@ -11,13 +11,13 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from moalign.errors import MoalignError
 from moalign.models import Prompt, generate_rendered, load_causal_lm, render_prompt
-from moalign.preference import Preference, PreferenceLike
+from moalign.preference import PreferenceLike
 from moalign.steerable import Manifest, SteerablePolicy
 
 CONDITIONERS = {"ric": "moalign.policies.ric", "dpa": "moalign.policies.dpa"}
@@ -108,5 +108,6 @@ class PromptPolicy(SteerablePolicy):
             self._model = load_causal_lm(self.path)
         return self._model
 
-    def system_text(self, preference: Preference | Any) -> str:
-        return self.method.conditioning(self.manifest.steering, preference)
+    def system_text(self, preference: PreferenceLike | None = None) -> str:
+        pref = self.preference(preference) or self.default_preference()
+        return self.method.conditioning(self.manifest.steering, pref)

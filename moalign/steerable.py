@@ -119,7 +119,7 @@ class SteerablePolicy:
         """A transformers model for this preference (methods that materialise one)."""
         raise NotImplementedError(f"{type(self).__name__} has no model per preference")
 
-    def system_text(self, preference: Preference | None) -> str | None:
+    def system_text(self, preference: PreferenceLike | None = None) -> str | None:
         """The system message that carries this preference, for methods that steer through the
         prompt (RiC, DPA, CLP's prompt variants); None for the others."""
         return None

@@ -122,10 +122,10 @@ class ParameterPolicy(SteerablePolicy):
             self._mixed = pref
         return self.model
 
-    def system_text(self, preference):
+    def system_text(self, preference=None):
         if self.manifest.steering["conditioning"] == "parameters":
             return None
-        return weights_text(self.objectives, preference.weights)
+        return weights_text(self.objectives, (self.preference(preference) or self.default_preference()).weights)
 
 
 def _trainer_class(algorithm: str):

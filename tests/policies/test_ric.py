@@ -56,7 +56,7 @@ def test_ric_trains_a_prompt_steered_checkpoint(base_dir, world_dir, tmp_path):
     assert steering["low"][0] == pytest.approx((helpful.min() - helpful.mean()) / helpful.std())
     _, texts = policy.prepare(["a question"], {"helpful": 1.0, "harmless": 0.0})
     expected = format_targets(["helpful", "harmless"], [steering["high"][0], steering["low"][1]])
-    assert expected in texts[0]
+    assert expected in texts[0] and policy.system_text("helpful=1,harmless=0") == expected
     assert policy.tokenizer.unk_token_id not in policy.tokenizer(texts[0])["input_ids"]
     import torch
     logits = []
