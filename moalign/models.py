@@ -33,7 +33,8 @@ def check_weights(path: str | os.PathLike) -> None:
         hub_id = str(path).count("/") == 1 and not str(path).startswith((".", "/", "~"))
         if hub_id and os.environ.get("HF_HUB_OFFLINE") != "1":
             return  # resolved by transformers when online
-        raise MoalignError(f"{path}: no such checkpoint directory")
+        offline = " (nor a hub id: HF_HUB_OFFLINE=1 is set)" if hub_id else ""
+        raise MoalignError(f"{path}: no such checkpoint directory{offline}")
     if not p.is_dir():
         raise MoalignError(f"{path}: not a directory")
     if not any((p / f).exists() for f in WEIGHT_FILES):

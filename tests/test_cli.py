@@ -69,6 +69,8 @@ def test_bad_recipes_and_data(run_cli, tmp_path):
                              "--out", tmp_path / "o"), "empty.jsonl")
     _one_line_error(*run_cli("train", "policies/sft.yaml", "base_model=" + str(tmp_path), "--out", tmp_path / "o"),
                     "no model weights")
+    _one_line_error(*run_cli("train", "policies/sft.yaml", "base_model=openai/gpt-oss", "--out", tmp_path / "o"),
+                    "nor a hub id: HF_HUB_OFFLINE=1")  # the tests run offline
     assert not (tmp_path / "o").exists()
 
 
