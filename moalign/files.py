@@ -1,7 +1,7 @@
 """Atomic output directories: a run is written to a temporary sibling and renamed into place,
 so a crash never leaves a half-written directory that loads, and an earlier run is only replaced
-once the new one is complete. Runs of several trainings (soups, MORLHF, MODPO) keep the finished
-ones on a crash, and the same command resumes from them."""
+once the new one is complete. Runs of several trainings (soups, MORLHF, MODPO, MaxMin) keep the
+finished ones on a crash, and the same command resumes from them."""
 from __future__ import annotations
 
 import contextlib

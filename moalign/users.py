@@ -181,7 +181,7 @@ def write_user_model(cls: type[UserModel], directory: Path, *, featurizer, objec
                      pairs: list[dict], seed: int, spec: dict, **weights) -> UserModel:
     """Create a trained user model in `directory`: `spec` (method, users, ...) and the method's weights
     as attributes; the reference pairs and each user's preference are computed here."""
-    directory.mkdir()
+    directory.mkdir(exist_ok=True)  # a resumed run writes it again
     model = cls.__new__(cls)
     model.path, model._featurizer = directory, featurizer
     for name, value in weights.items():

@@ -222,7 +222,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
           recipe: dict | None = None) -> Path:
     from moalign.errors import MoalignError
     from moalign.features import Featurizer
-    from moalign.files import atomic_dir
+    from moalign.files import atomic_dir, step
     from moalign.soups.experts import train_rl_on
     from moalign.training import base_path
     from moalign.users import load_user_rows, user_pairs, world_users, write_user_checkpoint, write_user_model
@@ -271,7 +271,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
 
     pairs = user_pairs(rows)
     spec_users = {u: {"group": int(assign[u]), "pairs": len(by_user[u])} for u in by_user}
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         write_user_model(GroupUsers, tmp / "users", featurizer=featurizer, objectives=cfg.objectives, pairs=pairs,
                          seed=cfg.seed, spec={"method": "maxmin", "groups": cfg.groups, "users": spec_users},
                          heads=heads, mean=mean, std=std)
@@ -282,7 +282,11 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             return GroupReward(featurizer, h, mean, std, mode, (standard_x @ h.T).mean(0))
 
         def rl(reward: GroupReward, name: str) -> float:
-            return round(train_rl_on(base, [reward], [1.0], cfg.rl, tmp / name, seed=cfg.seed, progress=progress), 2)
+            def run() -> float:
+                seconds = train_rl_on(base, [reward], [1.0], cfg.rl, tmp / name, seed=cfg.seed, progress=progress)
+                (tmp / name / "worst_group_picks.json").write_text(json.dumps(reward.chosen) + "\n")
+                return seconds
+            return round(step(tmp / name, run), 2)  # a resumed run keeps a finished one
 
         policy_dir = "policy"
         if cfg.baseline:
@@ -292,7 +296,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             log(f"max-min policy ({cfg.policy})")
             reward = rl_reward(cfg.policy, heads)
             metrics["train_seconds"] = rl(reward, "policy")
-            metrics["worst_group_picks"] = [reward.chosen.count(g) for g in range(cfg.groups)]
+            picks = json.loads((tmp / "policy" / "worst_group_picks.json").read_text())
+            metrics["worst_group_picks"] = [picks.count(g) for g in range(cfg.groups)]
         else:
             policy_dir = base
         if world:
