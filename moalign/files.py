@@ -1,7 +1,7 @@
 """Atomic output directories: a run is written to a temporary sibling and renamed into place,
 so a crash never leaves a half-written directory that loads, and an earlier run is only replaced
-once the new one is complete. Runs of several trainings (soups, MORLHF, MODPO, MaxMin) keep the
-finished ones on a crash, and the same command resumes from them."""
+once the new one is complete. Runs of several trainings (soups, MORLHF, MODPO, MaxMin, DPA, RiC)
+keep the finished ones on a crash, and the same command resumes from them."""
 from __future__ import annotations
 
 import contextlib
@@ -123,3 +123,36 @@ def step(path: Path, run: Callable[[], float]) -> float:
     seconds = run()
     marker.write_text(repr(float(seconds)))
     return seconds
+
+
+def chain_step(tmp: Path, i: int, run: Callable[[Path], dict]) -> dict:
+    """Step `i` of a chain whose steps each train from the one before (DPA's rounds, RiC's stages):
+    `run(where)` writes its model to `where` and returns a JSON-able record (what a resumed run needs
+    to go on, such as a generator's state), kept with it. A resumed run skips finished steps and
+    gets their records back, `seconds` included. Only the latest step keeps its weights."""
+    import time
+
+    where = tmp / "chain" / f"{i:02d}"
+
+    def timed() -> float:
+        start = time.time()
+        record = run(where)
+        record["seconds"] = time.time() - start
+        (where / "record.json").write_text(json.dumps(record) + "\n")
+        return record["seconds"]
+
+    step(where, timed)
+    if i:
+        for f in (tmp / "chain" / f"{i - 1:02d}").iterdir():
+            if f.name not in ("record.json", _DONE):
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
+    return json.loads((where / "record.json").read_text())
+
+
+def end_chain(tmp: Path, i: int) -> None:
+    """Move the model of chain step `i` (the last) into `tmp` itself; drop the chain."""
+    last = tmp / "chain" / f"{i:02d}"
+    for f in last.iterdir():
+        if f.name not in ("record.json", _DONE):
+            f.rename(tmp / f.name)
+    shutil.rmtree(tmp / "chain")

@@ -60,3 +60,21 @@ def pal_dir(base_dir, tmp_path_factory):
     """PAL trained by its recipe on the world's users (about 15 s); serves the base by best-of-8."""
     from moalign.policies import train_recipe
     return train_recipe("policies/pal.yaml", [], out=str(tmp_path_factory.mktemp("pal") / "pal"), progress=False)
+
+
+@pytest.fixture
+def stop_at(monkeypatch):
+    """stop_at(module, name, n): the n-th call of module.name raises KeyboardInterrupt, as a user
+    stopping a run would; the others go through. Returns the list of every call's arguments."""
+    def patch(module, name: str, n: int) -> list:
+        real, calls = getattr(module, name), []
+
+        def wrapper(*args, **kwargs):
+            calls.append(args)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+        return calls
+    return patch

@@ -5,7 +5,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from moalign.errors import MoalignError
-from moalign.files import atomic_dir, step
+from moalign.files import atomic_dir, chain_step, end_chain, step
 from moalign.steerable import FixedPolicy, Manifest, load_steerable
 
 
@@ -113,3 +113,20 @@ def test_a_failed_run_resumes_from_its_finished_steps(tmp_path, monkeypatch):
             run(d, "a")
             raise RuntimeError("crash")
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_a_chain_keeps_only_its_latest_weights_and_ends_in_place(tmp_path):
+    def train(where, i):
+        where.mkdir(parents=True)
+        (where / "w.bin").write_text(str(i))
+        return {"i": i}
+
+    with atomic_dir(tmp_path / "run", resume={"x": 1}) as d:
+        for i in range(3):
+            record = chain_step(d, i, lambda where, i=i: train(where, i))
+            assert record["i"] == i and record["seconds"] >= 0
+            if i:  # the step before keeps its record, not its weights
+                assert sorted(p.name for p in (d / "chain" / f"{i - 1:02d}").iterdir()) == [".step-done", "record.json"]
+        end_chain(d, 2)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["w.bin"]
+    assert (tmp_path / "run" / "w.bin").read_text() == "2"

@@ -166,7 +166,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
 
     from moalign.conditioning import generate_conditioned
     from moalign.data import load_data
-    from moalign.files import atomic_dir
+    from moalign.files import atomic_dir, chain_step, end_chain
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.policies.sft import fit
     from moalign.steerable import Manifest
@@ -180,33 +180,41 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     rewards, metrics = _reward_fn(cfg, base, names)
     pool = list(load_data(resolve(cfg.prompts), "prompts")["prompt"])
     rng = np.random.default_rng(cfg.seed)
-    rounds, current = [], base
-    with atomic_dir(out, overwrite) as tmp:
+    rounds, current, seconds = [], base, time.time() - start
+    with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         for r in range(cfg.rounds):
-            model, tok = load_causal_lm(current), load_tokenizer(current)
-            prompts = [pool[i] for i in rng.integers(0, len(pool), cfg.prompts_per_round)]
-            dirs = sample_directions(rng, names, len(prompts), cfg.angles)
-            systems = [conditioning(steering, Direction(dict(zip(names, v)), names)) for v in dirs]
-            rep = np.repeat(np.arange(len(prompts)), cfg.k)  # k samples per prompt
-            answers = generate_conditioned(model, tok, [prompts[i] for i in rep], [systems[i] for i in rep],
-                                           max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1000 * r)
-            scores = rewards([prompts[i] for i in rep], answers).reshape(len(prompts), cfg.k, len(names))
-            utility = (scores * dirs[:, None, :]).sum(-1)
-            best = utility.argmax(1)
-            rows = [{"prompt": p, "system": s, "response": answers[i * cfg.k + b]}
-                    for i, (p, s, b) in enumerate(zip(prompts, systems, best))]
-            del model
-            fit(current, rows, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed + r,
-                batch_size=cfg.batch_size, max_length=cfg.max_length, lora=cfg.lora, progress=progress)
-            current = str(tmp)
-            chosen = scores[np.arange(len(prompts)), best]
-            rounds.append({"round": r + 1, "best_of_k_utility": round(float(utility.max(1).mean()), 4),
-                           "mean_utility": round(float(utility.mean()), 4),
-                           "kept_mean_scores": dict(zip(names, chosen.mean(0).round(4).tolist()))})
+            def one_round(where: Path, r=r, current=current) -> dict:
+                model, tok = load_causal_lm(current), load_tokenizer(current)
+                prompts = [pool[i] for i in rng.integers(0, len(pool), cfg.prompts_per_round)]
+                dirs = sample_directions(rng, names, len(prompts), cfg.angles)
+                systems = [conditioning(steering, Direction(dict(zip(names, v)), names)) for v in dirs]
+                rep = np.repeat(np.arange(len(prompts)), cfg.k)  # k samples per prompt
+                answers = generate_conditioned(model, tok, [prompts[i] for i in rep], [systems[i] for i in rep],
+                                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1000 * r)
+                scores = rewards([prompts[i] for i in rep], answers).reshape(len(prompts), cfg.k, len(names))
+                utility = (scores * dirs[:, None, :]).sum(-1)
+                best = utility.argmax(1)
+                rows = [{"prompt": p, "system": s, "response": answers[i * cfg.k + b]}
+                        for i, (p, s, b) in enumerate(zip(prompts, systems, best))]
+                del model
+                fit(current, rows, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed + r,
+                    batch_size=cfg.batch_size, max_length=cfg.max_length, lora=cfg.lora, progress=progress)
+                chosen = scores[np.arange(len(prompts)), best]
+                return {"rng": rng.bit_generator.state, "metrics": {
+                    "round": r + 1, "best_of_k_utility": round(float(utility.max(1).mean()), 4),
+                    "mean_utility": round(float(utility.mean()), 4),
+                    "kept_mean_scores": dict(zip(names, chosen.mean(0).round(4).tolist()))}}
+
+            record = chain_step(tmp, r, one_round)
+            rng.bit_generator.state = record["rng"]  # as it was after this round, run now or earlier
+            rounds.append(record["metrics"])
+            seconds += record["seconds"]
+            current = str(tmp / "chain" / f"{r:02d}")
             if progress:
                 print(f"DPA round {r + 1}/{cfg.rounds}: best-of-{cfg.k} utility "
                       f"{rounds[-1]['best_of_k_utility']} (mean {rounds[-1]['mean_utility']})")
+        end_chain(tmp, cfg.rounds - 1)
         Manifest(method="dpa", objectives=names, steering=steering, base_model=base,
                  recipe=recipe or cfg.model_dump(),
-                 metrics={"train_seconds": round(time.time() - start, 2), "rounds": rounds, **metrics}).write(tmp)
+                 metrics={"train_seconds": round(seconds, 2), "rounds": rounds, **metrics}).write(tmp)
     return out

@@ -120,7 +120,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
 
     from moalign.conditioning import generate_conditioned, pareto_leading, score_matrix
     from moalign.data import load_data
-    from moalign.files import atomic_dir
+    from moalign.files import atomic_dir, chain_step, end_chain
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.objectives import get_objective
     from moalign.policies.sft import fit
@@ -143,15 +143,16 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     sft = dict(batch_size=cfg.batch_size, max_length=cfg.max_length, lora=cfg.lora, progress=progress)
     objectives = {n: get_objective(s, n) for n, s in cfg.objectives.items()}
     rng = np.random.default_rng(cfg.seed)
-    stages = []
-    with atomic_dir(out, overwrite) as tmp:
-        if progress:
-            print(f"RiC offline: SFT on {len(offline)} rows with their rewards in the prompt")
-        fit(base, offline, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed, **sft)
-        stages.append({"stage": "offline", "rows": len(offline)})
-        pool = list(load_data(resolve(cfg.online.prompts), "prompts")["prompt"])
-        for it in range(cfg.online.iterations):
-            model, tok = load_causal_lm(tmp), load_tokenizer(tmp)
+    stages, seconds = [], time.time() - start
+    with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
+        def offline_stage(where: Path) -> dict:
+            if progress:
+                print(f"RiC offline: SFT on {len(offline)} rows with their rewards in the prompt")
+            fit(base, offline, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed, **sft)
+            return {"rng": rng.bit_generator.state, "stage": {"stage": "offline", "rows": len(offline)}}
+
+        def online_stage(where: Path, it: int, current: Path) -> dict:
+            model, tok = load_causal_lm(current), load_tokenizer(current)
             batch = [pool[i] for i in rng.integers(0, len(pool), cfg.online.samples)]
             goals = boundary_targets(rng, len(batch), low, high)
             systems = [format_targets(names, g) for g in goals]
@@ -166,12 +167,22 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 print(f"RiC online {it + 1}/{cfg.online.iterations}: kept {len(kept)}/{len(batch)} samples "
                       f"(+{n_orig} offline rows)")
             del model
-            fit(str(tmp), mixed, tmp, epochs=cfg.online.epochs, learning_rate=cfg.online.learning_rate,
+            fit(str(current), mixed, where, epochs=cfg.online.epochs, learning_rate=cfg.online.learning_rate,
                 seed=cfg.seed + it + 1, **sft)
-            stages.append({"stage": f"online {it + 1}", "kept": int(len(kept)), "generated": len(batch),
-                           "rows": len(mixed), "mean_scores": dict(zip(names, (got[kept] * std + mean)
-                                                                       .mean(axis=0).round(4).tolist()))})
+            return {"rng": rng.bit_generator.state, "stage": {
+                "stage": f"online {it + 1}", "kept": int(len(kept)), "generated": len(batch), "rows": len(mixed),
+                "mean_scores": dict(zip(names, (got[kept] * std + mean).mean(axis=0).round(4).tolist()))}}
+
+        pool = list(load_data(resolve(cfg.online.prompts), "prompts")["prompt"])
+        for i in range(cfg.online.iterations + 1):
+            current = tmp / "chain" / f"{i - 1:02d}"
+            record = chain_step(tmp, i, offline_stage if i == 0 else
+                                (lambda where, i=i, current=current: online_stage(where, i - 1, current)))
+            rng.bit_generator.state = record["rng"]  # as it was after this stage, run now or earlier
+            stages.append(record["stage"])
+            seconds += record["seconds"]
+        end_chain(tmp, cfg.online.iterations)
         Manifest(method="ric", objectives=names, steering=steering, base_model=base,
                  recipe=recipe or cfg.model_dump(),
-                 metrics={"train_seconds": round(time.time() - start, 2), "stages": stages}).write(tmp)
+                 metrics={"train_seconds": round(seconds, 2), "stages": stages}).write(tmp)
     return out

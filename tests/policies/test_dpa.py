@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from moalign.errors import MoalignError
 from moalign.policies.dpa import Direction, conditioning, parse_preference, sample_directions
@@ -84,6 +85,26 @@ def test_dpa_on_a_helpsteer_like_file(base_dir, world_dir, tmp_path):
     _, texts = policy.prepare(["a question"], "angle=-20")
     assert "helpfulness*94 + verbosity*-34" in texts[0]
     assert policy.tokenizer.unk_token_id not in policy.tokenizer(texts[0])["input_ids"]
+
+
+def test_dpa_resumed_after_a_crash_equals_an_uninterrupted_run(base_dir, world_dir, tmp_path, stop_at):
+    import moalign.policies.sft as sft
+    from moalign.policies import train_recipe
+    from safetensors.torch import load_file
+    overrides = [f"base_model={base_dir}", "rounds=3", "prompts_per_round=16", "k=2", "epochs=1",
+                 f"prompts={world_dir}/data/prompts.jsonl"]
+    whole = train_recipe("policies/dpa.yaml", overrides, out=str(tmp_path / "whole"), progress=False)
+    calls = stop_at(sft, "fit", 3)  # stopped in round 3
+    with pytest.raises(KeyboardInterrupt):
+        train_recipe("policies/dpa.yaml", overrides, out=str(tmp_path / "dpa"), progress=False)
+    out = train_recipe("policies/dpa.yaml", overrides, out=str(tmp_path / "dpa"), progress=False)
+    assert len(calls) == 4  # rounds 1 and 2 were kept; the rerun trained round 3 only
+    # the generator's state was restored, so the rerun drew round 3's prompts and directions as before
+    a, b = load_file(whole / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rounds = [json.loads((d / "moalign.json").read_text())["metrics"]["rounds"] for d in (whole, out)]
+    assert rounds[0] == rounds[1] and len(rounds[0]) == 3
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in whole.iterdir())
 
 
 @pytest.mark.slow

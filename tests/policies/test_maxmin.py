@@ -93,23 +93,15 @@ def test_recipe_em_on_the_world_recovers_its_groups(base_dir, tmp_path):
     assert load_steerable(out).user_model.spec["users"]["new-user039"]["pairs"] == 20  # saved
 
 
-def test_recipe_resumes_after_the_baseline(tmp_path, monkeypatch):
+def test_recipe_resumes_after_the_baseline(tmp_path, stop_at):
     import moalign.soups.experts as experts
     from moalign.policies import train_recipe
-    real, calls = experts.train_rl_on, []
-
-    def crashing(base, rewards, *args, **kwargs):
-        calls.append(rewards[0].mode)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # stopped during the max-min policy
-        return real(base, rewards, *args, **kwargs)
-
-    monkeypatch.setattr(experts, "train_rl_on", crashing)
+    calls = stop_at(experts, "train_rl_on", 2)  # stopped during the max-min policy
     fast = ["rl.steps=2", "rl.batch_size=16", "rl.num_generations=4", "rl.max_completion_length=8"]
     with pytest.raises(KeyboardInterrupt):
         train_recipe("policies/maxmin.yaml", fast, out=str(tmp_path / "mm"), progress=False)
     out = train_recipe("policies/maxmin.yaml", fast, out=str(tmp_path / "mm"), progress=False)
-    assert calls == ["pooled", "maxmin", "maxmin"]  # the finished baseline was kept
+    assert [c[1][0].mode for c in calls] == ["pooled", "maxmin", "maxmin"]  # the finished baseline was kept
     metrics = json.loads((out / "maxmin.json").read_text())
     assert sum(metrics["worst_group_picks"]) == 2 and metrics["baseline_train_seconds"] > 0
 

@@ -78,6 +78,29 @@ def test_ric_trains_a_prompt_steered_checkpoint(base_dir, world_dir, tmp_path):
         export(policy, "helpful=1,harmless=0", tmp_path / "plain")
 
 
+def test_ric_resumed_after_a_crash_equals_an_uninterrupted_run(base_dir, world_dir, tmp_path, stop_at):
+    import torch
+    from safetensors.torch import load_file
+
+    import moalign.policies.sft as sft
+    from moalign.policies import train_recipe
+    rows = [json.loads(line) for line in open(world_dir / "data" / "scored.jsonl")][:200]
+    data = tmp_path / "scored.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    overrides = [f"base_model={base_dir}", f"data={data}", "epochs=1", "online.samples=16", "online.iterations=2",
+                 f"online.prompts={world_dir}/data/prompts.jsonl"]
+    whole = train_recipe("policies/ric.yaml", overrides, out=str(tmp_path / "whole"), progress=False)
+    calls = stop_at(sft, "fit", 3)  # stopped in the second online stage
+    with pytest.raises(KeyboardInterrupt):
+        train_recipe("policies/ric.yaml", overrides, out=str(tmp_path / "ric"), progress=False)
+    out = train_recipe("policies/ric.yaml", overrides, out=str(tmp_path / "ric"), progress=False)
+    assert len(calls) == 4  # the offline stage and the first online one were kept
+    a, b = load_file(whole / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    stages = [json.loads((d / "moalign.json").read_text())["metrics"]["stages"] for d in (whole, out)]
+    assert stages[0] == stages[1] and len(stages[0]) == 3
+
+
 @pytest.mark.slow
 def test_ric_recipe_steers_each_objective(tmp_path):
     """The recipe as shipped: Spearman(w_i, score_i) >= 0.8 on each objective of the world suite."""

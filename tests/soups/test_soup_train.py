@@ -64,23 +64,15 @@ def test_morlhf_front_interpolates_between_trained_points(base_dir, tmp_path):
     assert torch.equal(_flat(front.model_for("helpful=0.5,harmless=0.5")), mid)
 
 
-def test_morlhf_resumes_after_a_crash_without_retraining_finished_points(base_dir, tmp_path, monkeypatch):
+def test_morlhf_resumes_after_a_crash_without_retraining_finished_points(base_dir, tmp_path, stop_at):
     import moalign.policies.morlhf as morlhf
-    real, calls = morlhf.train_rl, []
-
-    def crashing(*args, **kwargs):
-        calls.append(args[2])  # the point's weights
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # the user stops the second point
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(morlhf, "train_rl", crashing)
+    calls = stop_at(morlhf, "train_rl", 2)  # the user stops the second point
     overrides = [f"base_model={base_dir}", "grid=1"] + [o.replace("expert.", "rl.") for o in FAST_RL]
     with pytest.raises(KeyboardInterrupt):
         train_recipe("policies/morlhf.yaml", overrides, out=str(tmp_path / "m"), progress=False)
     first = _flat(AutoModelForCausalLM.from_pretrained(tmp_path / ".m.partial" / "points" / "00"))
     out = train_recipe("policies/morlhf.yaml", overrides, out=str(tmp_path / "m"), progress=False)
-    assert calls == [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]  # point 00 was not trained again
+    assert [c[2] for c in calls] == [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]  # point 00 was not trained again
     front = load_steerable(out)
     assert torch.equal(_flat(AutoModelForCausalLM.from_pretrained(front.anchor_paths[0])), first)
     assert all(s > 0 for s in front.manifest.metrics["point_seconds"])  # the kept point's seconds too
