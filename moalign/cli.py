@@ -115,14 +115,14 @@ def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or 
           out: Path = OUT, overwrite: bool = OVERWRITE, quiet: bool = QUIET):
     """Trace a checkpoint's front: front.json and front.png."""
     from moalign.config import load_suite
-    from moalign.evals.front import trace_front, write_front
+    from moalign.evals.front import trace_to
     from moalign.files import check_out
     from moalign.steerable import load_steerable
     check_out(out.absolute(), overwrite)
     suite = load_suite(eval, [] if grid is None else [f"grid={grid}"])
-    result = trace_front(load_steerable(checkpoint), suite, method=method, search=search, budget=budget,
-                         eval_path=str(eval), progress=not quiet)
-    path = write_front(result, out, overwrite)
+    result = trace_to(out, load_steerable(checkpoint), suite, overwrite=overwrite, method=method, search=search,
+                      budget=budget, eval_path=str(eval), progress=not quiet)
+    path = out.absolute() / "front.json"
     _front_table([result])
     console.print(f"front -> {path}\nplot -> {path.parent / 'front.png'}")
 

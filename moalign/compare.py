@@ -95,7 +95,7 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
                 retrain: bool = False, progress: bool = True, say=None) -> dict:
     """Train (or reuse) each method, trace its front, write compare.json, compare.md and fronts.png."""
     from moalign.config import load_suite
-    from moalign.evals.front import trace_front, write_front
+    from moalign.evals.front import trace_to
     from moalign.evals.plot import plot_fronts
     from moalign.policies import train_recipe
     from moalign.steerable import load_steerable
@@ -136,8 +136,8 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
                 fronts.append(front)
                 continue
         say(f"front of {name} on {suite.name}")
-        front = trace_front(load_steerable(ckpt), suite, method=name, eval_path=str(suite_path), progress=progress)
-        write_front(front, out / "fronts" / name, overwrite=True)
+        front = trace_to(out / "fronts" / name, load_steerable(ckpt), suite, overwrite=True, method=name,
+                         eval_path=str(suite_path), progress=progress)
         fronts.append(front)
     png = plot_fronts(fronts, out / "fronts.png", title=f"moalign compare: {suite.name} (seed {seed})") if fronts else None
     summary = {"suite": str(suite_path), "objectives": list(suite.objectives), "seed": seed, "base": base,

@@ -63,9 +63,10 @@ def summarise(points: list[dict], objectives: Sequence[str], reference: Sequence
 
 def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None = None,
                 preferences: Sequence[Preference] | None = None, search: str = "grid", budget: int | None = None,
-                eval_path: str | None = None, progress: bool = True) -> dict:
+                eval_path: str | None = None, progress: bool = True, cache: Path | None = None) -> dict:
     """The front of `policy` under `suite`, as a front.json dictionary: the suite's das-dennis grid,
-    the given `preferences`, or an NSGA-II search (`search="nsga2"`) of `budget` evaluations."""
+    the given `preferences`, or an NSGA-II search (`search="nsga2"`) of `budget` evaluations.
+    With `cache`, each evaluated point is kept there and reused by a later call (`trace_to`)."""
     from moalign.evals.pareto import nsga2_search
 
     names = list(suite.objectives)
@@ -78,16 +79,26 @@ def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None
     if not prompts:
         raise MoalignError(f"{suite.prompts}: no prompts to evaluate on")
     generation = suite.generation.model_dump()
-    points, tokens, start = [], [0], time.time()
+    points, tokens, seconds = [], [0], [0.0]
 
     def evaluate(pref: Preference) -> dict[str, float]:
-        scores, responses, n = rollout(policy, prompts, objectives, pref.as_dict(), generation=generation)
-        tokens[0] += n
-        points.append({"preference": {k: round(v, 6) for k, v in pref.as_dict().items()},
-                       "scores": {k: round(v, 6) for k, v in scores.items()}, "n_prompts": len(prompts),
-                       "samples": [{"prompt": p, "response": r} for p, r in
-                                   zip(prompts[:suite.samples_per_point], responses)]})
-        return scores
+        wanted = {k: round(v, 6) for k, v in pref.as_dict().items()}
+        kept = cache / f"{len(points):04d}.json" if cache else None
+        record = json.loads(kept.read_text()) if kept and kept.is_file() else None
+        if record is None or record["point"]["preference"] != wanted:
+            start = time.time()
+            scores, responses, n = rollout(policy, prompts, objectives, pref.as_dict(), generation=generation)
+            samples = [{"prompt": p, "response": r} for p, r in zip(prompts[:suite.samples_per_point], responses)]
+            point = {"preference": wanted, "scores": {k: round(v, 6) for k, v in scores.items()},
+                     "n_prompts": len(prompts), "samples": samples}
+            record = {"point": point, "tokens": n, "seconds": time.time() - start}
+            if kept:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                kept.write_text(json.dumps(record) + "\n")
+        tokens[0] += record["tokens"]
+        seconds[0] += record["seconds"]
+        points.append(record["point"])
+        return record["point"]["scores"]  # rounded, as stored: a resumed search sees what the first one saw
 
     if search == "grid":
         prefs = list(preferences) if preferences is not None else grid(names, suite.grid)
@@ -115,19 +126,41 @@ def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None
             "checkpoint": str(policy.path), "eval": eval_path or suite.name, "objectives": names,
             "reference_point": list(suite.reference_point), "search": search, "generation": generation,
             "points": points, **summarise(points, names, suite.reference_point),
-            "compute": {"train_seconds": train_seconds, "eval_seconds": round(time.time() - start, 2),
+            "compute": {"train_seconds": train_seconds, "eval_seconds": round(seconds[0], 2),
                         "generated_tokens": tokens[0]}}
+
+
+def _write(front: dict, directory: Path) -> None:
+    from moalign.evals.plot import plot_fronts
+    (directory / "front.json").write_text(json.dumps(front, indent=1) + "\n")
+    plot_fronts([front], directory / "front.png")
 
 
 def write_front(front: dict, out: str | os.PathLike, overwrite: bool = False) -> Path:
     """`out/front.json` and `out/front.png`, written atomically."""
-    from moalign.evals.plot import plot_fronts
     from moalign.files import atomic_dir
 
     with atomic_dir(out, overwrite) as tmp:
-        (tmp / "front.json").write_text(json.dumps(front, indent=1) + "\n")
-        plot_fronts([front], tmp / "front.png")
+        _write(front, tmp)
     return Path(out).absolute() / "front.json"
+
+
+def trace_to(out: str | os.PathLike, policy: SteerablePolicy, suite: EvalSuite, *, overwrite: bool = False,
+             progress: bool = True, **kwargs) -> dict:
+    """`trace_front` written to `out` (front.json, front.png). A trace that fails or is interrupted
+    keeps its evaluated points, and the same call on the same checkpoint resumes from them."""
+    import shutil
+
+    from moalign.files import atomic_dir
+
+    files = sorted(f for f in Path(policy.path).iterdir() if f.is_file())  # a retrained checkpoint differs
+    key = {"checkpoint": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+           "suite": suite.model_dump(), **kwargs}
+    with atomic_dir(out, overwrite, resume=key) as tmp:
+        front = trace_front(policy, suite, progress=progress, cache=tmp / "points", **kwargs)
+        shutil.rmtree(tmp / "points", ignore_errors=True)
+        _write(front, tmp)
+    return front
 
 
 def read_front(path: str | os.PathLike) -> dict:

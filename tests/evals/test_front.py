@@ -4,7 +4,7 @@ import pytest
 
 from moalign.config import load_suite
 from moalign.errors import MoalignError
-from moalign.evals.front import read_front, trace_front, write_front
+from moalign.evals.front import read_front, trace_front, trace_to, write_front
 from moalign.evals.pareto import hypervolume
 from moalign.evals.plot import front_names, plot_fronts
 from moalign.steerable import load_steerable
@@ -113,3 +113,18 @@ def test_suite_objectives_must_be_the_checkpoints(tmp_path):
     policy = Steered(tmp_path, Manifest(method="soup", objectives=["helpful", "harmless"], steering={"kind": "x"}))
     with pytest.raises(MoalignError, match="include \\['concise'\\], which this checkpoint cannot be steered on"):
         trace_front(policy, load_suite("evals/world_concise.yaml"), progress=False)
+
+
+def test_an_interrupted_trace_resumes_from_its_points(base_dir, tmp_path, stop_at):
+    import moalign.evals.front as front_module
+    suite = load_suite("evals/world.yaml", ["grid=3", "n_prompts=8"])
+    policy = load_steerable(base_dir)
+    whole = trace_front(policy, suite, method="base", progress=False)
+    calls = stop_at(front_module, "rollout", 3)
+    with pytest.raises(KeyboardInterrupt):
+        trace_to(tmp_path / "f", policy, suite, method="base", progress=False)
+    front = trace_to(tmp_path / "f", policy, suite, method="base", progress=False)
+    assert len(calls) == 3 + 2  # points 0 and 1 were kept
+    assert front["points"] == whole["points"] == read_front(tmp_path / "f")["points"]
+    assert front["compute"]["generated_tokens"] == whole["compute"]["generated_tokens"]
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["front.json", "front.png"]
