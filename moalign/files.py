@@ -96,9 +96,9 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: dict | N
         try:
             yield tmp
         except BaseException:
-            if resumable:
+            if resumable and any(p.name != _KEY for p in tmp.iterdir()):
                 print(f"finished steps are kept in {tmp}; the same command continues from them", file=sys.stderr)
-            else:
+            else:  # nothing written yet (a bad input stays a one-line error)
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
         if not main:

@@ -107,6 +107,9 @@ def test_a_failed_run_resumes_from_its_finished_steps(tmp_path, monkeypatch):
         with pytest.raises(MoalignError, match="another run is writing it"):
             with atomic_dir(out, overwrite=True, resume={"lr": 1}):
                 pass
+    with pytest.raises(MoalignError):  # failing before any step keeps nothing: a bad input is one line
+        with atomic_dir(tmp_path / "early", resume={"lr": 1}):
+            raise MoalignError("bad data")
     monkeypatch.setenv("WORLD_SIZE", "2")  # distributed: every process must train every step
     with pytest.raises(RuntimeError):
         with atomic_dir(out, overwrite=True, resume={"lr": 1}) as d:
