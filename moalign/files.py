@@ -125,34 +125,41 @@ def step(path: Path, run: Callable[[], float]) -> float:
     return seconds
 
 
-def chain_step(tmp: Path, i: int, run: Callable[[Path], dict]) -> dict:
+def _weights(step_dir: Path) -> list[Path]:
+    """What a chain step wrote besides its record and marker."""
+    return [f for f in step_dir.iterdir() if f.name not in ("record.json", _DONE)]
+
+
+def chain_step(tmp: Path, i: int, run: Callable[[Path, str], dict], *, first: str, rng) -> dict:
     """Step `i` of a chain whose steps each train from the one before (DPA's rounds, RiC's stages):
-    `run(where)` writes its model to `where` and returns a JSON-able record (what a resumed run needs
-    to go on, such as a generator's state), kept with it. A resumed run skips finished steps and
-    gets their records back, `seconds` included. Only the latest step keeps its weights."""
+    `run(where, current)` trains from `current` (`first` for step 0, else the previous step's model)
+    into `where` and returns a JSON-able record, kept with it. The numpy generator `rng`'s state after
+    the step is kept too, and restored when a resumed run skips the step, so later steps draw what an
+    uninterrupted run would. Returns the record, `seconds` included. Only the latest step keeps its
+    weights."""
     import time
 
-    where = tmp / "chain" / f"{i:02d}"
+    chain = tmp / "chain"
+    where = chain / f"{i:02d}"
 
     def timed() -> float:
         start = time.time()
-        record = run(where)
-        record["seconds"] = time.time() - start
+        record = run(where, str(chain / f"{i - 1:02d}") if i else first)
+        record.update(seconds=time.time() - start, rng=rng.bit_generator.state)
         (where / "record.json").write_text(json.dumps(record) + "\n")
         return record["seconds"]
 
     step(where, timed)
     if i:
-        for f in (tmp / "chain" / f"{i - 1:02d}").iterdir():
-            if f.name not in ("record.json", _DONE):
-                shutil.rmtree(f) if f.is_dir() else f.unlink()
-    return json.loads((where / "record.json").read_text())
+        for f in _weights(chain / f"{i - 1:02d}"):
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+    record = json.loads((where / "record.json").read_text())
+    rng.bit_generator.state = record["rng"]
+    return record
 
 
 def end_chain(tmp: Path, i: int) -> None:
     """Move the model of chain step `i` (the last) into `tmp` itself; drop the chain."""
-    last = tmp / "chain" / f"{i:02d}"
-    for f in last.iterdir():
-        if f.name not in ("record.json", _DONE):
-            f.rename(tmp / f.name)
+    for f in _weights(tmp / "chain" / f"{i:02d}"):
+        f.rename(tmp / f.name)
     shutil.rmtree(tmp / "chain")

@@ -273,7 +273,7 @@ class UserPolicy(SteerablePolicy):
     def model_for(self, preference: PreferenceLike | None = None):
         return self.inner.model_for(preference)
 
-    def system_text(self, preference):
+    def system_text(self, preference: PreferenceLike | None = None):
         return self.inner.system_text(preference)
 
     def prepare(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,

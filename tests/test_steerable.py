@@ -119,15 +119,19 @@ def test_a_failed_run_resumes_from_its_finished_steps(tmp_path, monkeypatch):
 
 
 def test_a_chain_keeps_only_its_latest_weights_and_ends_in_place(tmp_path):
-    def train(where, i):
+    import numpy as np
+
+    def train(where, current, i):
         where.mkdir(parents=True)
         (where / "w.bin").write_text(str(i))
-        return {"i": i}
+        return {"i": i, "from": current}
 
+    rng = np.random.default_rng(0)
     with atomic_dir(tmp_path / "run", resume={"x": 1}) as d:
         for i in range(3):
-            record = chain_step(d, i, lambda where, i=i: train(where, i))
+            record = chain_step(d, i, lambda where, current, i=i: train(where, current, i), first="base", rng=rng)
             assert record["i"] == i and record["seconds"] >= 0
+            assert record["from"] == ("base" if i == 0 else str(d / "chain" / f"{i - 1:02d}"))
             if i:  # the step before keeps its record, not its weights
                 assert sorted(p.name for p in (d / "chain" / f"{i - 1:02d}").iterdir()) == [".step-done", "record.json"]
         end_chain(d, 2)

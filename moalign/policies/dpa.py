@@ -180,10 +180,10 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     rewards, metrics = _reward_fn(cfg, base, names)
     pool = list(load_data(resolve(cfg.prompts), "prompts")["prompt"])
     rng = np.random.default_rng(cfg.seed)
-    rounds, current, seconds = [], base, time.time() - start
+    rounds, seconds = [], time.time() - start
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         for r in range(cfg.rounds):
-            def one_round(where: Path, r=r, current=current) -> dict:
+            def one_round(where: Path, current: str, r=r) -> dict:
                 model, tok = load_causal_lm(current), load_tokenizer(current)
                 prompts = [pool[i] for i in rng.integers(0, len(pool), cfg.prompts_per_round)]
                 dirs = sample_directions(rng, names, len(prompts), cfg.angles)
@@ -200,16 +200,14 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 fit(current, rows, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed + r,
                     batch_size=cfg.batch_size, max_length=cfg.max_length, lora=cfg.lora, progress=progress)
                 chosen = scores[np.arange(len(prompts)), best]
-                return {"rng": rng.bit_generator.state, "metrics": {
+                return {"metrics": {
                     "round": r + 1, "best_of_k_utility": round(float(utility.max(1).mean()), 4),
                     "mean_utility": round(float(utility.mean()), 4),
                     "kept_mean_scores": dict(zip(names, chosen.mean(0).round(4).tolist()))}}
 
-            record = chain_step(tmp, r, one_round)
-            rng.bit_generator.state = record["rng"]  # as it was after this round, run now or earlier
+            record = chain_step(tmp, r, one_round, first=base, rng=rng)
             rounds.append(record["metrics"])
             seconds += record["seconds"]
-            current = str(tmp / "chain" / f"{r:02d}")
             if progress:
                 print(f"DPA round {r + 1}/{cfg.rounds}: best-of-{cfg.k} utility "
                       f"{rounds[-1]['best_of_k_utility']} (mean {rounds[-1]['mean_utility']})")

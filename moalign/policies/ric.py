@@ -145,13 +145,13 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     rng = np.random.default_rng(cfg.seed)
     stages, seconds = [], time.time() - start
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
-        def offline_stage(where: Path) -> dict:
+        def offline_stage(where: Path, current: str) -> dict:
             if progress:
                 print(f"RiC offline: SFT on {len(offline)} rows with their rewards in the prompt")
-            fit(base, offline, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed, **sft)
-            return {"rng": rng.bit_generator.state, "stage": {"stage": "offline", "rows": len(offline)}}
+            fit(current, offline, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed, **sft)
+            return {"stage": {"stage": "offline", "rows": len(offline)}}
 
-        def online_stage(where: Path, it: int, current: Path) -> dict:
+        def online_stage(where: Path, current: str, it: int) -> dict:
             model, tok = load_causal_lm(current), load_tokenizer(current)
             batch = [pool[i] for i in rng.integers(0, len(pool), cfg.online.samples)]
             goals = boundary_targets(rng, len(batch), low, high)
@@ -167,18 +167,16 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 print(f"RiC online {it + 1}/{cfg.online.iterations}: kept {len(kept)}/{len(batch)} samples "
                       f"(+{n_orig} offline rows)")
             del model
-            fit(str(current), mixed, where, epochs=cfg.online.epochs, learning_rate=cfg.online.learning_rate,
+            fit(current, mixed, where, epochs=cfg.online.epochs, learning_rate=cfg.online.learning_rate,
                 seed=cfg.seed + it + 1, **sft)
-            return {"rng": rng.bit_generator.state, "stage": {
+            return {"stage": {
                 "stage": f"online {it + 1}", "kept": int(len(kept)), "generated": len(batch), "rows": len(mixed),
                 "mean_scores": dict(zip(names, (got[kept] * std + mean).mean(axis=0).round(4).tolist()))}}
 
         pool = list(load_data(resolve(cfg.online.prompts), "prompts")["prompt"])
         for i in range(cfg.online.iterations + 1):
-            current = tmp / "chain" / f"{i - 1:02d}"
-            record = chain_step(tmp, i, offline_stage if i == 0 else
-                                (lambda where, i=i, current=current: online_stage(where, i - 1, current)))
-            rng.bit_generator.state = record["rng"]  # as it was after this stage, run now or earlier
+            run = offline_stage if i == 0 else (lambda where, current, it=i - 1: online_stage(where, current, it))
+            record = chain_step(tmp, i, run, first=base, rng=rng)
             stages.append(record["stage"])
             seconds += record["seconds"]
         end_chain(tmp, cfg.online.iterations)
