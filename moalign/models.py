@@ -83,8 +83,9 @@ def generate(model, tokenizer, prompts: Sequence[Prompt], *, system: str | None 
 @torch.no_grad()
 def generate_rendered(model, tokenizer, texts: Sequence[str], *, max_new_tokens: int = 48, do_sample: bool = True,
                       temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, seed: int = 0,
-                      batch_size: int = 64, streamer=None) -> list[str]:
-    """Answers to already rendered prompt texts (what the model sees), in order."""
+                      batch_size: int = 64, streamer=None, stopping_criteria=None) -> list[str]:
+    """Answers to already rendered prompt texts (what the model sees), in order. `stopping_criteria`
+    lets a caller end generation early (the server stops a stream whose client has gone)."""
     out: list[str] = []
     device = next(model.parameters()).device
     for start in range(0, len(texts), batch_size):
@@ -95,7 +96,8 @@ def generate_rendered(model, tokenizer, texts: Sequence[str], *, max_new_tokens:
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
         gen = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id, streamer=streamer, **kwargs)
+                             eos_token_id=tokenizer.eos_token_id, streamer=streamer,
+                             stopping_criteria=stopping_criteria, **kwargs)
         new = gen[:, batch["input_ids"].shape[1]:]
         out += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return out
