@@ -81,13 +81,18 @@ def merge(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint."),
           preference: str = typer.Option(..., "--preference", "-p", help="e.g. helpful=0.3,harmless=0.7"),
           out: Path = OUT, method: str = typer.Option("linear", help="mergekit method: linear, task_arithmetic, ties."),
           density: float = typer.Option(1.0, min=0.0, max=1.0, help="ties: share of each task vector kept."),
+          as_adapter: bool = typer.Option(False, "--as-adapter", help="Write one peft LoRA adapter over "
+                                          "the base (checkpoints whose weights are LoRA adapters)."),
           overwrite: bool = OVERWRITE):
-    """Write the model a checkpoint gives for one preference as a plain HF directory (mergekit)."""
+    """Write the model a checkpoint gives for one preference as a plain HF directory (mergekit), or as one
+    LoRA adapter over its base (--as-adapter)."""
     from moalign.soups.merge import export
     from moalign.steerable import load_steerable
     policy = load_steerable(checkpoint)
-    path = export(policy, preference, out, method=method, density=density, overwrite=overwrite)
-    console.print(f"model for {policy.preference(preference)} ({method}) -> {path}")
+    path = export(policy, preference, out, method=method, density=density, overwrite=overwrite,
+                  as_adapter=as_adapter)
+    what = "LoRA adapter" if as_adapter else "model"
+    console.print(f"{what} for {policy.preference(preference)} ({method}) -> {path}")
 
 
 @soup_app.command("build")

@@ -101,14 +101,25 @@ class ParameterPolicy(SteerablePolicy):
             from moalign.models import load_causal_lm
             steering = self.manifest.steering
             names = adapter_names(steering)
-            base = self.path / "base" if (self.path / "base").is_dir() else self.manifest.base_model
-            model = PeftModel.from_pretrained(load_causal_lm(base), str(self.path / "adapters" / names[0]),
+            model = PeftModel.from_pretrained(load_causal_lm(self.base_path),
+                                              str(self.path / "adapters" / names[0]),
                                               adapter_name=names[0])
             for name in names[1:]:
                 model.load_adapter(str(self.path / "adapters" / name), adapter_name=name)
             model.base_model.set_adapter(names, inference_mode=True)
             self._model = model.eval()
         return self._model
+
+    @property
+    def base_path(self) -> str:
+        return str(self.path / "base") if (self.path / "base").is_dir() else self.manifest.base_model
+
+    def adapter_mixture(self, preference=None) -> list[tuple[Path, float]]:
+        """Each adapter directory with its weight for this preference (what `model_for` mixes)."""
+        if self.manifest.steering["conditioning"] == "prompt":
+            return [(self.path / "adapters" / SHARED, 1.0)]
+        pref = self.preference(preference) or self.default_preference()
+        return [(self.path / "adapters" / n, float(w)) for n, w in zip(self.objectives, pref.weights)]
 
     def batch_key(self, preference, user=None):
         if self.manifest.steering["conditioning"] == "prompt":

@@ -1,0 +1,142 @@
+"""Exporting one preference of a LoRA checkpoint (soup, MORLHF front, CLP): the merged model and the
+single adapter both give the in-memory model's logits."""
+import json
+import shutil
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from moalign.soups.soup import build, write_manifest
+from moalign.steerable import Manifest, load_steerable
+
+OBJ = ["helpful", "harmless"]
+PROMPTS = ["how do i bake bread ?", "how do i make a poison ?"]
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _adapter(base, tokenizer, out, seed, **lora):
+    """A peft LoRA adapter over `base` with random non-zero B (so it changes the logits)."""
+    torch.manual_seed(seed)
+    config = LoraConfig(task_type="CAUSAL_LM", **lora)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base)), config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory, tokenizer):
+    """A tiny Llama base and three LoRA adapters of different ranks, modules and scalings."""
+    root = tmp_path_factory.mktemp("lora")
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      bos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    base = root / "base"
+    return {"base": base, "root": root, "tokenizer": tokenizer,
+            "helpful": _adapter(base, tokenizer, root / "helpful", 1, r=4, lora_alpha=8,
+                                target_modules=ALL_LINEAR),
+            "harmless": _adapter(base, tokenizer, root / "harmless", 2, r=2, lora_alpha=4, use_rslora=True,
+                                 target_modules=["q_proj", "v_proj"]),
+            "middle": _adapter(base, tokenizer, root / "middle", 3, r=4, lora_alpha=4,
+                               target_modules=ALL_LINEAR)}
+
+
+def _soup(family):
+    out = family["root"] / "soup"
+    if not out.exists():
+        build(str(family["base"]), {n: str(family[n]) for n in OBJ}, out)
+    return out
+
+
+def _morlhf(family):
+    """A front of three LoRA points (1, 0), (0.5, 0.5), (0, 1), as MORLHF writes it."""
+    out = family["root"] / "morlhf"
+    if not out.exists():
+        points = [(1.0, "helpful"), (0.5, "middle"), (0.0, "harmless")]
+        anchors = [{"preference": {"helpful": x, "harmless": 1 - x}, "path": str(family[n])}
+                   for x, n in points]
+        out.mkdir()
+        write_manifest(out, method="morlhf", objectives=OBJ, base=str(family["base"]), anchors=anchors,
+                       tokenizer=str(family["helpful"]), semantics="lora-cat", recipe={}, metrics={})
+    return out
+
+
+def _clp(family, conditioning="parameters"):
+    """CLP's layout: one adapter per objective under adapters/ (on the same modules, as CLP trains
+    them), mixed by w at forward time."""
+    out = family["root"] / f"clp-{conditioning}"
+    if not out.exists():
+        for name, source in zip(OBJ, ("helpful", "middle")):
+            shutil.copytree(family[source], out / "adapters" / name)
+        family["tokenizer"].save_pretrained(out)
+        Manifest(method="clp", objectives=OBJ, base_model=str(family["base"]),
+                 steering={"kind": "parameters", "conditioning": conditioning, "objectives": OBJ}).write(out)
+    return out
+
+
+CASES = {  # checkpoint, a preference that is no trained point, the adapter's rank there
+    "soup": (_soup, "helpful=0.3,harmless=0.7", 4 + 2),
+    "morlhf": (_morlhf, "helpful=0.8,harmless=0.2", 4 + 4),  # between (1, 0) and (0.5, 0.5)
+    "clp": (_clp, "helpful=0.35,harmless=0.65", 4 + 4),
+}
+
+
+@torch.no_grad()
+def _logits(model, tokenizer):
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    return model(**batch).logits
+
+
+def test_mixed_preferences_are_not_trained_points(family):
+    """The cases test a real mixture: two anchors with weight, and logits unlike the base's."""
+    for make, pref, _ in CASES.values():
+        policy = load_steerable(make(family))
+        if policy.kind == "interpolation":
+            assert sorted(policy.coefficients(pref))[-2] > 0.1
+        base = AutoModelForCausalLM.from_pretrained(family["base"])
+        tok = policy.tokenizer
+        assert (_logits(policy.model_for(pref), tok) - _logits(base, tok)).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_merged_model_equals_in_memory_model(run_cli, family, tmp_path, case):
+    make, pref, _ = CASES[case]
+    ckpt = make(family)
+    code, out, err = run_cli("merge", ckpt, "-p", pref, "--out", tmp_path / "m")
+    assert code == 0, err
+    policy = load_steerable(ckpt)
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    assert not any("lora" in k for k in merged.state_dict())
+    expected = _logits(policy.model_for(pref), policy.tokenizer)
+    torch.testing.assert_close(_logits(merged, policy.tokenizer), expected, rtol=0, atol=1e-5)
+    if policy.kind == "interpolation":
+        mixed = dict(policy.model_for(pref).named_parameters())
+        for k, v in merged.named_parameters():
+            torch.testing.assert_close(v, mixed[k], rtol=0, atol=1e-5, msg=k)
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no scratch copies left beside it
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_as_adapter_gives_the_same_logits_over_the_base(run_cli, family, tmp_path, case):
+    make, pref, rank = CASES[case]
+    ckpt = make(family)
+    code, out, err = run_cli("merge", ckpt, "-p", pref, "--as-adapter", "--out", tmp_path / "a")
+    assert code == 0, err
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["use_rslora"]) == (rank, rank, False)
+    assert config["base_model_name_or_path"] == str(family["base"])
+    policy = load_steerable(ckpt)
+    loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(family["base"]), tmp_path / "a")
+    expected = _logits(policy.model_for(pref), policy.tokenizer)
+    torch.testing.assert_close(_logits(loaded, policy.tokenizer), expected, rtol=0, atol=1e-5)
+    assert [p.name for p in tmp_path.iterdir()] == ["a"]
