@@ -124,20 +124,28 @@ class SteerablePolicy:
         prompt (RiC, DPA, CLP's prompt variants); None for the others."""
         return None
 
+    def render(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
+               user: str | None = None) -> list[str]:
+        """The texts the model sees for this steering, without materialising a model: a batch of
+        mixed preferences needs every job's texts but only one model."""
+        pref = self.preference(preference, user) or self.default_preference()
+        system = self.system_text(pref)
+        return [render_prompt(self.tokenizer, p, system=system) for p in prompts]
+
     def prepare(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
                 user: str | None = None) -> tuple[Any, list[str]]:
         """The model to generate with and the texts it sees, for this steering."""
         pref = self.preference(preference, user) or self.default_preference()
-        system = self.system_text(pref)
-        return self.model_for(pref), [render_prompt(self.tokenizer, p, system=system) for p in prompts]
+        return self.model_for(pref), self.render(prompts, pref)
 
     def prepare_batch(self, jobs: Sequence[tuple[Sequence[Prompt], Any, str | None]]) -> tuple[Any, list[str]]:
         """One model and all texts for several (prompts, preference, user) jobs whose `batch_key`s are
-        equal, to be generated in one call (the server's batcher)."""
-        model, texts = None, []
-        for prompts, preference, user in jobs:
-            model, job_texts = self.prepare(prompts, preference, user)
-            texts += job_texts
+        equal, to be generated in one call (the server's batcher). Equal keys mean one model serves
+        every job, so only the first job's is materialised; the others' texts are rendered."""
+        (prompts, preference, user), rest = jobs[0], jobs[1:]
+        model, texts = self.prepare(prompts, preference, user)
+        for prompts, preference, user in rest:
+            texts += self.render(prompts, preference, user)
         return model, texts
 
     def reranks(self, user: str | None) -> bool:

@@ -12,7 +12,8 @@ policies at its grid points). For a preference w the anchors are mixed with coef
 Models are materialised in memory, never through disk: every anchor is held as one flat tensor,
 and a model's parameters are views into one flat buffer, so switching preference is a chain of
 `torch.lerp` passes over contiguous memory (one pass for two anchors). lerp is exact at its ends,
-so w = e_i reproduces expert i bit for bit. A bounded LRU keeps the last few materialised models.
+so w = e_i reproduces expert i bit for bit. A bounded LRU keeps the last few materialised models; an
+evicted one is dropped, never rewritten in place, so a model a caller still holds does not change.
 
 LoRA anchors (peft adapter directories) are merged into dense weights on load: the soup is then
 sum_i w_i (theta_0 + s_i B_i A_i), peft's "cat" combination, recorded as such in the manifest.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -55,6 +57,17 @@ def bind_flat(model) -> torch.Tensor:
         p.data = flat[offset:offset + n].view_as(p)
         offset += n
     return flat
+
+
+def model_on(skeleton, flat: torch.Tensor):
+    """A copy of `skeleton` whose parameters are views into `flat` (tied ones stay tied): the
+    parameters are never copied, only the modules around them."""
+    memo, offset = {}, 0
+    for _, p in named_tensors(skeleton):
+        n = p.numel()
+        memo[id(p)] = torch.nn.Parameter(flat[offset:offset + n].view_as(p), requires_grad=p.requires_grad)
+        offset += n
+    return copy.deepcopy(skeleton, memo)
 
 
 def check_same_shapes(reference, other, ref_name: str, other_name: str) -> None:
@@ -251,6 +264,7 @@ class InterpolationPolicy(SteerablePolicy):
         self._flat: list[torch.Tensor] | None = None
         self._skeleton = None
         self._cache: OrderedDict = OrderedDict()
+        self._evicted: list[tuple[weakref.ref, torch.Tensor]] = []  # (model, its buffer) out of the cache
         self._lock = threading.Lock()
         self._mixer: RowMixer | None = None
 
@@ -283,7 +297,7 @@ class InterpolationPolicy(SteerablePolicy):
         lams = [self.coefficients(self.preference(pref, user)) for _, pref, user in jobs]
         if all(np.array_equal(lam, lams[0]) for lam in lams):
             return super().prepare_batch(jobs)
-        texts = [t for prompts, pref, user in jobs for t in self.prepare(prompts, pref, user)[1]]
+        texts = [t for prompts, pref, user in jobs for t in self.render(prompts, pref, user)]
         with self._lock:
             self._load()
             if self._mixer is None:
@@ -295,6 +309,14 @@ class InterpolationPolicy(SteerablePolicy):
         pref = self.preference(preference) or self.default_preference()
         return coefficients(pref, self.anchor_prefs)
 
+    def _buffer(self) -> torch.Tensor:
+        """The flat buffer of a new model: an evicted model's once nothing holds that model (a caller
+        may: a streaming request, user code), else a new one. Never rewrites a model in use; reusing
+        a buffer saves the page faults of a fresh one (most of a miss's cost on a large model)."""
+        free = [flat for ref, flat in self._evicted if ref() is None]
+        self._evicted = []  # the models still held are their holders' now
+        return free[0] if free else torch.empty_like(self._flat[0])
+
     def model_for(self, preference: PreferenceLike | None = None):
         pref = self.preference(preference) or self.default_preference()
         key = pref.key()
@@ -303,11 +325,12 @@ class InterpolationPolicy(SteerablePolicy):
                 self._cache.move_to_end(key)
                 return self._cache[key][0]
             self._load()
-            if len(self._cache) >= self.cache_size:
-                _, (model, flat) = self._cache.popitem(last=False)
-            else:
-                model = copy.deepcopy(self._skeleton)
-                flat = bind_flat(model)
+            while len(self._cache) >= self.cache_size:
+                _, (old, old_flat) = self._cache.popitem(last=False)
+                self._evicted.append((weakref.ref(old), old_flat))
+                del old, old_flat
+            flat = self._buffer()
+            model = model_on(self._skeleton, flat)
             with torch.no_grad():
                 mix_into(flat, self._flat, coefficients(pref, self.anchor_prefs))
             self._cache[key] = (model, flat)

@@ -183,3 +183,31 @@ def test_row_mixing_is_exact_on_a_llama_soup(tmp_path, tokenizer):
         mixed = model(**batch).logits
         for row, pref in enumerate(prefs):
             assert torch.allclose(mixed[row], soup.model_for(pref)(**batch).logits[row], atol=1e-5), pref
+
+
+def test_a_held_model_never_changes_when_the_cache_evicts_it(soup):
+    """A streaming request or user code may hold a model while other preferences fill the cache."""
+    held = soup.model_for("helpful=0.9,harmless=0.1")
+    before = {k: v.clone() for k, v in _params(held).items()}
+    for i in range(soup.cache_size + 1):
+        soup.model_for({"helpful": 0.05 * i + 0.02, "harmless": 1.0})
+    assert Preference.parse("helpful=0.9,harmless=0.1", OBJ).key() not in soup._cache  # evicted
+    assert all(torch.equal(_params(held)[k], v) for k, v in before.items())
+
+
+def test_a_mixed_batch_materialises_no_model_per_preference(soup, monkeypatch):
+    calls = []
+    real = soup.model_for
+    monkeypatch.setattr(soup, "model_for", lambda *a, **k: calls.append(a) or real(*a, **k))
+    jobs = [(["how do i bake bread ?"], {"helpful": w, "harmless": 1 - w}, None) for w in (0.1, 0.5, 0.9)]
+    model, texts = soup.prepare_batch(jobs)
+    assert calls == [] and len(texts) == 3 and model is soup._mixer.model
+
+
+def test_an_evicted_model_nobody_holds_lends_its_memory(soup):
+    """A cache miss reuses the buffer of an evicted model that nobody holds (no fresh page faults)."""
+    for i in range(soup.cache_size):
+        soup.model_for({"helpful": 0.3 + 0.01 * i, "harmless": 1.0})
+    oldest = next(iter(soup._cache.values()))[1].data_ptr()
+    soup.model_for({"helpful": 0.77, "harmless": 0.23})
+    assert next(reversed(soup._cache.values()))[1].data_ptr() == oldest
