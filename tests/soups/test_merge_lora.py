@@ -140,3 +140,87 @@ def test_as_adapter_gives_the_same_logits_over_the_base(run_cli, family, tmp_pat
     expected = _logits(policy.model_for(pref), policy.tokenizer)
     torch.testing.assert_close(_logits(loaded, policy.tokenizer), expected, rtol=0, atol=1e-5)
     assert [p.name for p in tmp_path.iterdir()] == ["a"]
+
+
+def _params(path):
+    return dict(AutoModelForCausalLM.from_pretrained(path).named_parameters())
+
+
+def test_task_arithmetic_and_ties_run_and_load(run_cli, family, tmp_path):
+    ckpt, pref = _soup(family), "helpful=0.4,harmless=0.6"
+    base, mixed = _params(family["base"]), dict(load_steerable(ckpt).model_for(pref).named_parameters())
+    code, _, err = run_cli("merge", ckpt, "-p", pref, "--method", "task_arithmetic", "--out", tmp_path / "a")
+    assert code == 0, err
+    for k, v in _params(tmp_path / "a").items():  # theta_0 + sum w_i tau_i: the soup (the weights sum to 1)
+        torch.testing.assert_close(v, mixed[k], rtol=0, atol=1e-5, msg=k)
+    code, _, err = run_cli("merge", ckpt, "-p", pref, "--method", "ties", "--density", "0.5",
+                           "--out", tmp_path / "t")
+    assert code == 0, err
+    ties = _params(tmp_path / "t")
+    embed = "model.embed_tokens.weight"  # no adapter there
+    assert torch.equal(ties[embed], base[embed])
+    q = "model.layers.0.self_attn.q_proj.weight"  # both adapters, each trimmed to half: some entries stay
+    kept = (ties[q] == base[q]).float().mean()
+    assert 0.1 < kept < 0.6 and (mixed[q] == base[q]).float().mean() < 0.01
+    ties_model = AutoModelForCausalLM.from_pretrained(tmp_path / "t")
+    assert torch.isfinite(_logits(ties_model, family["tokenizer"])).all()
+
+
+def test_prompt_steered_clp_carries_its_text_in_the_chat_template(run_cli, family, tmp_path):
+    ckpt, pref = _clp(family, "both"), "helpful=0.35,harmless=0.65"
+    policy = load_steerable(ckpt)
+    assert policy.system_text(pref) == "weights helpful 0.35 harmless 0.65"
+    for flag, name in (([], "m"), (["--as-adapter"], "a")):
+        code, _, err = run_cli("merge", ckpt, "-p", pref, *flag, "--out", tmp_path / name)
+        assert code == 0, err
+        from moalign.models import load_tokenizer
+        text = load_tokenizer(tmp_path / name).apply_chat_template([{"role": "user", "content": "hi"}],
+                                                                    tokenize=False)
+        assert "weights helpful 0.35 harmless 0.65" in text
+
+
+def _one_line_error(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_corrupt_adapter_is_one_line_and_writes_nothing(run_cli, family, tmp_path):
+    for name in OBJ:
+        shutil.copytree(family[name], tmp_path / name)
+    (tmp_path / "harmless" / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    anchors = [{"preference": {o: float(o == n) for o in OBJ}, "path": str(tmp_path / n)} for n in OBJ]
+    ckpt = tmp_path / "soup"
+    ckpt.mkdir()
+    write_manifest(ckpt, method="soup", objectives=OBJ, base=str(family["base"]), anchors=anchors,
+                   tokenizer=str(tmp_path / "helpful"), semantics="lora-cat", recipe={}, metrics={})
+    for flag in ([], ["--as-adapter"], ["--method", "ties"]):
+        code, _, err = run_cli("merge", ckpt, "-p", "helpful=0.5,harmless=0.5", *flag,
+                               "--out", tmp_path / "m")
+        line = _one_line_error(err)
+        assert code == 2 and str(ckpt) in line and str(tmp_path / "harmless") in line, line
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["harmless", "helpful", "soup"]
+
+
+def test_as_adapter_refuses_what_is_not_one_lora_adapter(run_cli, family, tmp_path):
+    code, _, err = run_cli("merge", _soup(family), "-p", "helpful=0.5,harmless=0.5", "--as-adapter",
+                           "--method", "ties", "--out", tmp_path / "t")
+    assert code == 2 and "needs a full model" in _one_line_error(err)
+    code, _, err = run_cli("merge", family["base"], "-p", "helpful=1", "--as-adapter",
+                           "--out", tmp_path / "f")
+    assert code == 2 and "needs a checkpoint whose weights are LoRA adapters" in _one_line_error(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mergekit_failure_is_one_line_and_leaves_no_scratch(run_cli, family, tmp_path, monkeypatch):
+    import mergekit.merge
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("tensor model.norm.weight is missing\n(more detail)")
+
+    monkeypatch.setattr(mergekit.merge, "run_merge", broken)
+    code, _, err = run_cli("merge", _soup(family), "-p", "helpful=0.5,harmless=0.5", "--out", tmp_path / "m")
+    line = _one_line_error(err)
+    assert code == 2 and str(_soup(family)) in line
+    assert "mergekit's linear merge failed: RuntimeError: tensor model.norm.weight is missing" in line
+    assert list(tmp_path.iterdir()) == []  # neither the output nor the merged anchors' scratch copies
