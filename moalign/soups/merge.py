@@ -6,7 +6,8 @@ itself), or `task_arithmetic` / `ties` relative to the base (theta_0 + sum lambd
 TIES trimming to `density` and sign election). Paths are made absolute first: mergekit reads a
 relative path as a hub id. LoRA anchors are merged into their base by peft first (as the in-memory
 soup does, into a scratch directory beside the output that is always removed), so mergekit sees
-plain model directories.
+plain model directories. (`export` writes the `linear` mix of LoRA adapters without mergekit: the
+base with their `cat` adapter merged in, one model load instead of one per adapter.)
 
 `cat_adapters` is the adapter form of a linear mix of LoRA adapters over one base, peft's `cat`
 combination: theta_0 + sum_i w_i s_i B_i A_i = theta_0 + B A with A = [A_1; ...; A_n] and
@@ -260,14 +261,14 @@ def _export(policy, pref, tmp: Path, method: Method, density: float, as_adapter:
             raise MoalignError(f"--as-adapter needs a checkpoint whose weights are LoRA adapters; this one "
                                f"({policy.kind!r}) has full weights at {pref}")
         write_adapter(lora[1], str(lora[0]), tmp)
-    elif isinstance(policy, InterpolationPolicy):
+    elif isinstance(policy, InterpolationPolicy) and (method != "linear" or lora is None):
         base = Path(policy.manifest.base_model) if policy.manifest.base_model else None
         anchors = list(zip(policy.anchor_paths, policy.coefficients(pref)))
         merge_to_disk(anchors, tmp, method=method, base=base, density=density)
     elif method != "linear":
         raise MoalignError(f"merge method {method!r} needs an interpolation checkpoint (soup or front); "
                            f"this one is {policy.kind!r}")
-    elif lora is not None:
+    elif lora is not None:  # the linear mix of LoRA adapters: one base load, not one per adapter
         with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=f".{tmp.name}.adapter-") as scratch:
             write_adapter(lora[1], str(lora[0]), Path(scratch))
             _merged_adapter(str(lora[0]), Path(scratch)).save_pretrained(tmp)

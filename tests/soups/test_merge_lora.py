@@ -219,8 +219,9 @@ def test_a_mergekit_failure_is_one_line_and_leaves_no_scratch(run_cli, family, t
         raise RuntimeError("tensor model.norm.weight is missing\n(more detail)")
 
     monkeypatch.setattr(mergekit.merge, "run_merge", broken)
-    code, _, err = run_cli("merge", _soup(family), "-p", "helpful=0.5,harmless=0.5", "--out", tmp_path / "m")
+    code, _, err = run_cli("merge", _soup(family), "-p", "helpful=0.5,harmless=0.5", "--method", "ties",
+                           "--out", tmp_path / "m")
     line = _one_line_error(err)
     assert code == 2 and str(_soup(family)) in line
-    assert "mergekit's linear merge failed: RuntimeError: tensor model.norm.weight is missing" in line
+    assert "mergekit's ties merge failed: RuntimeError: tensor model.norm.weight is missing" in line
     assert list(tmp_path.iterdir()) == []  # neither the output nor the merged anchors' scratch copies
