@@ -51,15 +51,29 @@ def failing(stage: str) -> Iterator[None]:
         raise MoalignError(f"{stage}: {cause}") from None
 
 
+def load_float32(path: str | os.PathLike):
+    """A model (a LoRA adapter merged into its base) on the CPU in float32, wherever inference runs:
+    an export is a one-off written at full precision."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from moalign.models import check_weights, resolve
+
+    check_weights(path)
+    if is_adapter(path):
+        from peft import AutoPeftModelForCausalLM
+        model = AutoPeftModelForCausalLM.from_pretrained(resolve(path), dtype=torch.float32)
+        return model.merge_and_unload()
+    return AutoModelForCausalLM.from_pretrained(resolve(path), dtype=torch.float32)
+
+
 def _dense(path: Path, scratch: Path) -> Path:
     """`path` itself, or for a LoRA adapter the model it gives merged into its base (in `scratch`)."""
-    from moalign.soups.interpolate import load_anchor
-
     if not is_adapter(path):
         return Path(path).absolute()
     target = Path(tempfile.mkdtemp(dir=scratch))
     with failing(f"peft could not merge adapter {path} into its base"):
-        load_anchor(path).save_pretrained(target)
+        load_float32(path).save_pretrained(target)
     return target
 
 
@@ -242,10 +256,8 @@ def _merged_adapter(base: str, adapter: Path):
     """The base with one adapter merged in (peft), as a plain transformers model."""
     from peft import PeftModel
 
-    from moalign.models import load_causal_lm
-
     with failing(f"peft could not merge the mixed adapter into base {base}"):
-        return PeftModel.from_pretrained(load_causal_lm(base), str(adapter)).merge_and_unload()
+        return PeftModel.from_pretrained(load_float32(base), str(adapter)).merge_and_unload()
 
 
 def _export(policy, pref, tmp: Path, method: Method, density: float, as_adapter: bool) -> None:
