@@ -233,22 +233,30 @@ def _with_system(tokenizer, system: str):
     return tok
 
 
-def _lora_mixture(policy, pref) -> tuple[str, list[tuple[Path, float]]] | None:
-    """(base, [(adapter dir, weight)]) when the preference's model is the base plus LoRA adapters."""
+def adapter_base(path: Path) -> str:
+    """The base model an adapter directory loads over, as peft finds it (a local path made absolute)."""
+    from moalign.models import resolve
+
+    with failing(f"cannot read adapter {path}"):
+        config = json.loads((Path(path) / "adapter_config.json").read_text())
+        return resolve(config["base_model_name_or_path"])
+
+
+def _lora_mixture(policy, pref) -> tuple[str | None, list[tuple[Path, float]]] | None:
+    """(base, [(adapter dir, weight)]) when the preference's model is one base plus LoRA adapters; the
+    base is None when the adapters were trained over different bases."""
     from moalign.soups.interpolate import InterpolationPolicy
 
     if isinstance(policy, InterpolationPolicy):
         used = [(p, float(w)) for p, w in zip(policy.anchor_paths, policy.coefficients(pref)) if w > 0]
         if not all(is_adapter(p) for p, _ in used):
             return None
-        base = policy.manifest.base_model or json.loads((used[0][0] / "adapter_config.json").read_text())[
-            "base_model_name_or_path"]
-        return base, used
+        bases = {adapter_base(p) for p, _ in used}
+        return (bases.pop() if len(bases) == 1 else None), used
     if hasattr(policy, "adapter_mixture"):
         return policy.base_path, policy.adapter_mixture(pref)
     if policy.kind == "fixed" and is_adapter(policy.path):  # a plain peft adapter directory
-        return json.loads((policy.path / "adapter_config.json").read_text())["base_model_name_or_path"], [
-            (policy.path, 1.0)]
+        return adapter_base(policy.path), [(policy.path, 1.0)]
     return None
 
 
@@ -272,8 +280,12 @@ def _export(policy, pref, tmp: Path, method: Method, density: float, as_adapter:
         if lora is None:
             raise MoalignError(f"--as-adapter needs a checkpoint whose weights are LoRA adapters; this one "
                                f"({policy.kind!r}) has full weights at {pref}")
-        write_adapter(lora[1], str(lora[0]), tmp)
-    elif isinstance(policy, InterpolationPolicy) and (method != "linear" or lora is None):
+        if lora[0] is None:
+            bases = ", ".join(sorted({adapter_base(p) for p, _ in lora[1]}))
+            raise MoalignError(f"--as-adapter: the adapters mixed at {pref} were trained over different "
+                               f"bases ({bases}); merge to a full model instead (without --as-adapter)")
+        write_adapter(lora[1], lora[0], tmp)
+    elif isinstance(policy, InterpolationPolicy) and (method != "linear" or lora is None or lora[0] is None):
         base = Path(policy.manifest.base_model) if policy.manifest.base_model else None
         anchors = list(zip(policy.anchor_paths, policy.coefficients(pref)))
         merge_to_disk(anchors, tmp, method=method, base=base, density=density)
@@ -282,8 +294,8 @@ def _export(policy, pref, tmp: Path, method: Method, density: float, as_adapter:
                            f"this one is {policy.kind!r}")
     elif lora is not None:  # the linear mix of LoRA adapters: one base load, not one per adapter
         with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=f".{tmp.name}.adapter-") as scratch:
-            write_adapter(lora[1], str(lora[0]), Path(scratch))
-            _merged_adapter(str(lora[0]), Path(scratch)).save_pretrained(tmp)
+            write_adapter(lora[1], lora[0], Path(scratch))
+            _merged_adapter(lora[0], Path(scratch)).save_pretrained(tmp)
     else:
         policy.model_for(pref).save_pretrained(tmp)
     system = policy.system_text(pref)

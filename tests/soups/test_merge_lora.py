@@ -225,3 +225,29 @@ def test_a_mergekit_failure_is_one_line_and_leaves_no_scratch(run_cli, family, t
     assert code == 2 and str(_soup(family)) in line
     assert "mergekit's ties merge failed: RuntimeError: tensor model.norm.weight is missing" in line
     assert list(tmp_path.iterdir()) == []  # neither the output nor the merged anchors' scratch copies
+
+
+def test_adapters_over_different_bases_merge_each_over_its_own(run_cli, family, tmp_path):
+    """The in-memory soup merges each adapter into the base it names; so does the export."""
+    torch.manual_seed(5)
+    other_base = AutoModelForCausalLM.from_pretrained(family["base"])
+    with torch.no_grad():
+        for p in other_base.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    other_base.save_pretrained(tmp_path / "base2")
+    family["tokenizer"].save_pretrained(tmp_path / "base2")
+    other = _adapter(tmp_path / "base2", family["tokenizer"], tmp_path / "other", 4, r=2, lora_alpha=4,
+                     target_modules=["q_proj"])
+    experts = {"helpful": str(family["helpful"]), "harmless": str(other)}
+    build(str(family["base"]), experts, tmp_path / "soup")
+    pref = "helpful=0.4,harmless=0.6"
+    code, _, err = run_cli("merge", tmp_path / "soup", "-p", pref, "--out", tmp_path / "m")
+    assert code == 0, err
+    mixed = dict(load_steerable(tmp_path / "soup").model_for(pref).named_parameters())
+    base = _params(family["base"])
+    embed = "model.embed_tokens.weight"  # no adapter: 0.4 base + 0.6 base2, not the soup's base
+    assert (mixed[embed] - base[embed]).abs().max() > 1e-2
+    for k, v in _params(tmp_path / "m").items():
+        torch.testing.assert_close(v, mixed[k], rtol=0, atol=1e-5, msg=k)
+    code, _, err = run_cli("merge", tmp_path / "soup", "-p", pref, "--as-adapter", "--out", tmp_path / "a")
+    assert code == 2 and "trained over different bases" in _one_line_error(err)
