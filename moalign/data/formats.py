@@ -40,14 +40,39 @@ def _first_line(e: BaseException) -> str:
     return (text[0][:200] if text else "") or type(e).__name__
 
 
-def _read(path: str | PathLike, split: str) -> tuple[datasets.Dataset, str]:
+def _split_of(path: str | PathLike, split: str | None) -> tuple[str | PathLike, str | None]:
+    """`path#split` -> (path, split); a `split` argument wins only when the path names none."""
+    text = str(path)
+    if "#" in text and not Path(text).expanduser().exists():
+        text, _, named = text.rpartition("#")
+        return text, named or split
+    return path, split
+
+
+def _pick_split(ds, split: str | None, name: str) -> datasets.Dataset:
+    """One split of a DatasetDict: the one asked for, else `train`, else its only split."""
+    if not isinstance(ds, datasets.DatasetDict):
+        return ds
+    if split is None and len(ds) == 1:
+        return next(iter(ds.values()))
+    want = split or "train"
+    if want not in ds:
+        raise MoalignError(f"{name}: no split {want!r} (splits: {', '.join(ds)}; pick one with "
+                           f"{name}#SPLIT)")
+    return ds[want]
+
+
+def _read(path: str | PathLike, split: str | None) -> tuple[datasets.Dataset, str]:
     """The raw dataset and the name to use for it in messages."""
+    path, split = _split_of(path, split)
     p = Path(path).expanduser()
     if not p.exists():
         name = str(path)
         if _HUB_ID.match(name) and p.suffix.lower() not in _BUILDERS:
             try:
-                return datasets.load_dataset(name, split=split), name
+                return _pick_split(datasets.load_dataset(name), split, name), name
+            except MoalignError:
+                raise
             except Exception as e:
                 raise MoalignError(f"{name}: not a local file, and loading it from the Hub failed: "
                                    f"{_first_line(e)}") from None
@@ -58,15 +83,14 @@ def _read(path: str | PathLike, split: str) -> tuple[datasets.Dataset, str]:
             ds = datasets.load_from_disk(str(p))
         except Exception as e:
             raise MoalignError(f"{p}: not a dataset saved with save_to_disk: {_first_line(e)}") from None
-        if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
-                raise MoalignError(f"{p}: no split {split!r} (splits: {', '.join(ds)})")
-            ds = ds[split]
-        return ds, str(p)
+        return _pick_split(ds, split, str(p)), str(p)
     builder = _BUILDERS.get(p.suffix.lower())
     if builder is None:
         raise MoalignError(f"{p}: unsupported file type {p.suffix!r} (use .jsonl, .json, .parquet, "
                            f".csv or a save_to_disk directory)")
+    if split not in (None, "train"):
+        raise MoalignError(f"{p}: a single file has no split {split!r} (only a save_to_disk folder "
+                           "or a hub dataset has splits)")
     if p.stat().st_size == 0:
         raise MoalignError(f"{p}: empty dataset (no rows)")
     try:
@@ -77,12 +101,24 @@ def _read(path: str | PathLike, split: str) -> tuple[datasets.Dataset, str]:
         raise MoalignError(f"{p}: could not read it as {builder}: {_first_line(e)}") from None
 
 
+def _is_standard(column: str) -> bool:
+    """A column name moalign's formats use."""
+    return any(column in cols for cols in FORMATS.values()) or column.startswith(("better_", "score_"))
+
+
 def _rename(ds: datasets.Dataset, columns: Mapping[str, str], name: str) -> datasets.Dataset:
+    """Rename by `columns` (moalign name -> file column); a map written the other way is named so."""
+    have = set(ds.column_names)
+    for std, src in columns.items():
+        if src not in have and std in have and _is_standard(src):
+            raise MoalignError(f"{name}: column map {{{std}: {src}}} runs the wrong way: it goes moalign "
+                               f"name -> file column, and the file has {std!r}, not {src!r} "
+                               f"(write {{{src}: {std}}})")
     mapping = {src: std for std, src in columns.items() if src != std}
-    absent = [src for src in mapping if src not in ds.column_names]
+    absent = [src for src in mapping if src not in have]
     if absent:
-        raise MoalignError(f"{name}: column map names column(s) {', '.join(absent)} not in the file "
-                           f"(it has: {', '.join(ds.column_names)})")
+        raise MoalignError(f"{name}: column map (moalign name -> file column) names file column(s) "
+                           f"{', '.join(absent)} not in the file (it has: {', '.join(ds.column_names)})")
     new = [mapping.get(c, c) for c in ds.column_names]
     clash = sorted({c for c in new if new.count(c) > 1})
     if clash:
@@ -104,8 +140,17 @@ def _assistant_text(messages: list[dict]) -> str | None:
     return None
 
 
-def _check(ds: datasets.Dataset, fmt: str, objectives: Sequence[str], name: str) -> datasets.Dataset:
-    """Validate the rows; return the dataset with message-list responses turned into strings."""
+def _where(i: int, col: str, source: Mapping[str, str]) -> str:
+    """`row N, column 'C'`: N counts from 1 (line N of a JSONL file), C is the file's own name."""
+    file_col = source.get(col, col)
+    named = f"column {file_col!r}" + (f" (moalign's {col!r})" if file_col != col else "")
+    return f"row {i + 1}, {named}"
+
+
+def _check(ds: datasets.Dataset, fmt: str, objectives: Sequence[str], name: str,
+           source: Mapping[str, str]) -> datasets.Dataset:
+    """Validate the rows; return the dataset with message-list responses turned into strings.
+    `source` maps moalign's column names to the file's, for the messages."""
     convert = []
     for col in (c for c in FORMATS[fmt] if c in _TEXT):
         has_messages = False
@@ -115,28 +160,28 @@ def _check(ds: datasets.Dataset, fmt: str, objectives: Sequence[str], name: str)
             if not _is_messages(v):
                 what = ("is None" if v is None
                         else "is neither a string nor a list of {role, content} messages")
-                raise MoalignError(f"{name}: row {i}, column {col!r} {what}")
+                raise MoalignError(f"{name}: {_where(i, col, source)} {what}")
             if col in _RESPONSES and _assistant_text(v) is None:
-                raise MoalignError(f"{name}: row {i}, column {col!r} has no assistant message")
+                raise MoalignError(f"{name}: {_where(i, col, source)} has no assistant message")
             has_messages = True
         if has_messages and col in _RESPONSES:
             convert.append(col)
     if "user_id" in FORMATS[fmt]:
         for i, v in enumerate(ds["user_id"]):
             if v is None:
-                raise MoalignError(f"{name}: row {i}, column 'user_id' is None")
+                raise MoalignError(f"{name}: {_where(i, 'user_id', source)} is None")
     for obj in objectives:
         if fmt == "pairwise_multi":
             col = f"better_{obj}"
             for i, v in enumerate(ds[col]):
                 if isinstance(v, str) or v is None or v not in (0, 1):
-                    raise MoalignError(f"{name}: row {i}, column {col!r} is {v!r}, "
+                    raise MoalignError(f"{name}: {_where(i, col, source)} is {v!r}, "
                                        f"not a label in {{0, 1}}")
         else:
             col = f"score_{obj}"
             for i, v in enumerate(ds[col]):
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise MoalignError(f"{name}: row {i}, column {col!r} is {v!r}, not a finite number")
+                    raise MoalignError(f"{name}: {_where(i, col, source)} is {v!r}, not a finite number")
     if convert:
         ds = ds.map(lambda b: {c: [v if isinstance(v, str) else _assistant_text(v) for v in b[c]]
                                for c in convert}, batched=True)
@@ -144,18 +189,32 @@ def _check(ds: datasets.Dataset, fmt: str, objectives: Sequence[str], name: str)
 
 
 def load_data(path: str | PathLike, format: str, *, objectives: Sequence[str] = (),
-              columns: Mapping[str, str] | None = None, split: str = "train") -> datasets.Dataset:
+              columns: Mapping[str, str] | None = None, split: str | None = None) -> datasets.Dataset:
     """Load `path` as `format` (a key of FORMATS), renaming columns by `columns` (standard -> file).
 
-    For `pairwise_multi` and `scored`, `objectives` names the better_<obj> / score_<obj> columns;
-    when empty they are inferred from the column names. Raises MoalignError on any bad input.
+    `path#SPLIT` (or `split`) picks a split of a saved DatasetDict or hub dataset (default: `train`,
+    or the only split). For `pairwise_multi` and `scored`, `objectives` names the better_<obj> /
+    score_<obj> columns; when empty they are inferred from the column names. Pairwise rows without a
+    prompt column (Anthropic HH-RLHF transcripts, TRL's implicit-prompt conversations) are split at
+    the last assistant turn. Raises MoalignError on any bad input.
     """
     if format not in FORMATS:
         raise MoalignError(f"unknown data format {format!r} (choose from: {', '.join(FORMATS)})")
     ds, name = _read(path, split)
+    return check_data(ds, name, format, objectives=objectives, columns=columns)
+
+
+def check_data(ds: datasets.Dataset, name: str, format: str, *, objectives: Sequence[str] = (),
+               columns: Mapping[str, str] | None = None) -> datasets.Dataset:
+    """`load_data` on a dataset already read (`name` is the file, for messages)."""
+    from moalign.data.layouts import split_transcripts
+
+    file_columns = ", ".join(ds.column_names)
     ds = _rename(ds, columns or {}, name)
     if len(ds) == 0:
         raise MoalignError(f"{name}: empty dataset (no rows)")
+    if "chosen" in FORMATS[format] and "prompt" not in ds.column_names:
+        ds = split_transcripts(ds, name)
     prefix = _OBJECTIVE_PREFIX.get(format)
     objectives = list(objectives)
     if prefix and not objectives:
@@ -167,8 +226,10 @@ def load_data(path: str | PathLike, format: str, *, objectives: Sequence[str] = 
     missing = [c for c in required if c not in ds.column_names]
     if missing:
         raise MoalignError(f"{name}: missing column(s) {', '.join(missing)} for format {format!r} "
-                           f"(it has: {', '.join(ds.column_names)})")
-    return _check(ds, format, objectives if prefix else [], name)
+                           f"(it has: {file_columns}; map a file column to one with "
+                           f"columns: {{{missing[0]}: FILE_COLUMN}})")
+    source = {std: src for std, src in (columns or {}).items()}
+    return _check(ds, format, objectives if prefix else [], name, source)
 
 
 def to_pairwise(ds_multi: datasets.Dataset, objective: str) -> datasets.Dataset:

@@ -87,20 +87,20 @@ def test_bad_label_names_row_and_column(tmp_path):
     rows[2]["better_harmless"] = 2
     p = write_jsonl(tmp_path / "bad.jsonl", rows)
     msg = error(p, "pairwise_multi")
-    assert str(p) in msg and "row 2" in msg and "better_harmless" in msg
+    assert str(p) in msg and "row 3," in msg and "better_harmless" in msg  # 1-based: line 3 of the JSONL
 
 
 def test_bad_score_and_bad_text(tmp_path):
     rows = [dict(ROWS["scored"][0]) for _ in range(3)]
     rows[1]["score_concise"] = None
     msg = error(write_jsonl(tmp_path / "s.jsonl", rows), "scored")
-    assert "row 1" in msg and "score_concise" in msg
+    assert "row 2," in msg and "score_concise" in msg
     rows = [dict(ROWS["sft"][0]) for _ in range(2)]
     rows[1]["response"] = None
     msg = error(write_jsonl(tmp_path / "t.jsonl", rows), "sft")
-    assert "row 1" in msg and "'response'" in msg and "None" in msg
+    assert "row 2," in msg and "'response'" in msg and "None" in msg
     rows = [{"prompt": "p", "response": 3}]
-    assert "row 0" in error(write_jsonl(tmp_path / "n.jsonl", rows), "sft")
+    assert "row 1," in error(write_jsonl(tmp_path / "n.jsonl", rows), "sft")
 
 
 def test_empty_missing_unknown(tmp_path):
@@ -128,7 +128,7 @@ def test_message_lists(tmp_path):
     assert ds[0]["prompt"] == chat
     rows[0]["rejected"] = chat
     msg = error(write_jsonl(tmp_path / "noasst.jsonl", rows), "pairwise")
-    assert "row 0" in msg and "rejected" in msg and "assistant" in msg
+    assert "row 1," in msg and "rejected" in msg and "assistant" in msg
 
 
 def test_objectives_inferred(tmp_path):
