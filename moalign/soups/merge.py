@@ -268,24 +268,38 @@ def _merged_adapter(base: str, adapter: Path):
         return PeftModel.from_pretrained(load_float32(base), str(adapter)).merge_and_unload()
 
 
+def _one_adapter(policy, pref, method: Method) -> tuple[str, list[tuple[Path, float]]]:
+    """The base and weighted adapters that --as-adapter combines, or why there are none."""
+    if method != "linear":
+        raise MoalignError(f"--as-adapter writes the linear mix of LoRA adapters (peft's cat); {method!r} "
+                           "trims or rescales the dense deltas, so it needs a full model "
+                           "(drop --as-adapter)")
+    lora = _lora_mixture(policy, pref)
+    if lora is None:
+        raise MoalignError(f"--as-adapter needs a checkpoint whose weights are LoRA adapters; this one "
+                           f"({policy.kind!r}) has full weights at {pref}")
+    if lora[0] is None:
+        bases = ", ".join(sorted({adapter_base(p) for p, _ in lora[1]}))
+        raise MoalignError(f"--as-adapter: the adapters mixed at {pref} were trained over different bases "
+                           f"({bases}); merge to a full model instead (without --as-adapter)")
+    return lora
+
+
 def _export(policy, pref, tmp: Path, method: Method, density: float, as_adapter: bool) -> None:
+    if as_adapter:
+        base, adapters = _one_adapter(policy, pref, method)
+        write_adapter(adapters, base, tmp)
+    else:
+        _write_model(policy, pref, tmp, method, density)
+    system = policy.system_text(pref)
+    (policy.tokenizer if system is None else _with_system(policy.tokenizer, system)).save_pretrained(tmp)
+
+
+def _write_model(policy, pref, tmp: Path, method: Method, density: float) -> None:
     from moalign.soups.interpolate import InterpolationPolicy
 
     lora = _lora_mixture(policy, pref)
-    if as_adapter:
-        if method != "linear":
-            raise MoalignError(f"--as-adapter writes the linear mix of LoRA adapters (peft's cat); "
-                               f"{method!r} trims or rescales the dense deltas, so it needs a full model "
-                               "(drop --as-adapter)")
-        if lora is None:
-            raise MoalignError(f"--as-adapter needs a checkpoint whose weights are LoRA adapters; this one "
-                               f"({policy.kind!r}) has full weights at {pref}")
-        if lora[0] is None:
-            bases = ", ".join(sorted({adapter_base(p) for p, _ in lora[1]}))
-            raise MoalignError(f"--as-adapter: the adapters mixed at {pref} were trained over different "
-                               f"bases ({bases}); merge to a full model instead (without --as-adapter)")
-        write_adapter(lora[1], lora[0], tmp)
-    elif isinstance(policy, InterpolationPolicy) and (method != "linear" or lora is None or lora[0] is None):
+    if isinstance(policy, InterpolationPolicy) and (method != "linear" or lora is None or lora[0] is None):
         base = Path(policy.manifest.base_model) if policy.manifest.base_model else None
         anchors = list(zip(policy.anchor_paths, policy.coefficients(pref)))
         merge_to_disk(anchors, tmp, method=method, base=base, density=density)
@@ -298,16 +312,15 @@ def _export(policy, pref, tmp: Path, method: Method, density: float, as_adapter:
             _merged_adapter(lora[0], Path(scratch)).save_pretrained(tmp)
     else:
         policy.model_for(pref).save_pretrained(tmp)
-    system = policy.system_text(pref)
-    (policy.tokenizer if system is None else _with_system(policy.tokenizer, system)).save_pretrained(tmp)
 
 
 def export(policy, preference, out: str | os.PathLike, *, method: Method = "linear", density: float = 1.0,
            overwrite: bool = False, as_adapter: bool = False) -> Path:
     """The model `policy` gives for `preference`, written as a plain HF directory (or, with
     `as_adapter`, as one peft LoRA adapter over the base). Interpolation checkpoints go through
-    mergekit; other kinds save the model they materialise (linear only). Any failure is one line
-    naming the checkpoint, and `out` is only written once everything succeeded."""
+    mergekit, but for the linear mix of LoRA adapters (their cat adapter merged into the base);
+    other kinds save the model they materialise (linear only). Any failure is one line naming the
+    checkpoint, and `out` is only written once everything succeeded."""
     from moalign.files import atomic_dir
 
     if method not in METHODS:
