@@ -227,13 +227,14 @@ def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. eval
 def users_add(checkpoint: Path = typer.Argument(..., help="A user checkpoint (maxmin, pal) or its user model dir."),
               user: str = typer.Option(..., "--user", help="The new user's id."),
               pairs: Path = typer.Option(..., "--pairs", help="Their comparisons: prompt, chosen, rejected "
-                                         "(rows of other users are skipped when the file has user_id)."),
+                                         "(only this user's rows when the file has a user column)."),
+              columns: Optional[str] = typer.Option(None, "--columns", help="Column map, moalign name -> file "
+                                                    "column, as in recipes: '{user_id: worker}'."),
               overwrite: bool = typer.Option(False, "--overwrite", help="Refit a user that exists.")):
     """Fit a new user from a few comparisons (PAL: the user's weights; MaxMin: the best group)."""
-    from moalign.data import load_data
-    from moalign.users import load_user_model, user_model_dir, user_pairs
-    rows = list(load_data(pairs, "pairwise"))
-    own = user_pairs(rows, user)
+    from moalign.data.pairs import parse_columns, user_comparisons
+    from moalign.users import load_user_model, user_model_dir
+    own = user_comparisons(str(pairs), user, parse_columns(columns))
     if not own:
         raise MoalignError(f"{pairs}: no comparisons of user {user!r}")
     model = load_user_model(user_model_dir(checkpoint))

@@ -35,13 +35,22 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from moalign.config import Seed, Strict
 from moalign.soups.experts import RL
 from moalign.users import UserModel
 
 WORLD_OBJECTIVES = {o: f"world:{o}" for o in ("helpful", "harmless", "concise", "polite")}
+
+
+def require_objectives(cfg):
+    """The world's objectives are the default only for the world's users: on other data, the objectives
+    users' preferences are mapped onto must be named (the world's scorers say nothing about real text)."""
+    if not cfg.data.startswith("world:") and "objectives" not in cfg.model_fields_set:
+        raise ValueError("objectives: required when data is not a world: reference (name -> objective spec "
+                         "that users' preferences are mapped onto, e.g. {helpful: 'hf:/models/rm#0'})")
+    return cfg
 
 
 class Config(Strict):
@@ -62,6 +71,8 @@ class Config(Strict):
     rerank: int = Field(0, ge=0)  # serve users by best-of-n under their group's reward
     seed: Seed = 0
     out: str = "runs/maxmin"
+
+    _objectives = model_validator(mode="after")(require_objectives)
 
 
 # --- Bradley-Terry heads and EM -------------------------------------------------------------------

@@ -35,11 +35,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from moalign.config import Seed, Strict
-from moalign.policies.maxmin import WORLD_OBJECTIVES
+from moalign.policies.maxmin import WORLD_OBJECTIVES, require_objectives
 from moalign.users import UserModel
 
 
@@ -68,6 +68,8 @@ class Config(Strict):
     rerank: int | None = Field(None, ge=0)  # best-of-n under the user's reward (default: 8 without a policy)
     seed: Seed = 0
     out: str = "runs/pal"
+
+    _objectives = model_validator(mode="after")(require_objectives)
 
 
 def mlp(d_in: int, hidden: int, d_out: int) -> nn.Module:

@@ -1,7 +1,7 @@
 """Rewards-in-Context (Yang et al., ICML 2024): one SFT model that reads target rewards in its prompt.
 
-1. Every response of the offline `scored` data has a score per objective (its `score_<name>` column,
-   or the objective's score where the column is missing); each objective is z-normalised with its
+1. Every response of the offline `scored` data has a score per objective (its `score_<name>` column;
+   a missing one is an error); each objective is z-normalised with its
    dataset mean/std (stored in the manifest) and the rounded values are written into the system
    message: `helpful 0.5 harmless -1.2`.
 2. Offline stage: SFT (loss on the response only) on those prompts.
@@ -92,21 +92,15 @@ def boundary_targets(rng: np.random.Generator, n: int, low, high) -> np.ndarray:
 
 
 def _offline(cfg: Config) -> tuple[list[str], list, list[str], np.ndarray]:
-    """Names, prompts, responses and raw (rows, objectives) scores of the offline data."""
+    """Names, prompts, responses and raw (rows, objectives) scores of the offline data: each objective's
+    score_<name> column (a file without one is an error, never scored by the objective instead)."""
     from moalign.data import load_data
-    from moalign.objectives import get_objective
     from moalign.world import resolve
 
     names = list(cfg.objectives)
-    ds = load_data(resolve(cfg.data), "scored", columns=cfg.columns, objectives=[])
-    prompts, responses = list(ds["prompt"]), list(ds["response"])
-    cols = []
-    for name, spec in cfg.objectives.items():
-        if f"score_{name}" in ds.column_names:
-            cols.append(np.asarray(ds[f"score_{name}"], dtype=np.float64))
-        else:
-            cols.append(get_objective(spec, name).score(prompts, responses))
-    return names, prompts, responses, np.stack(cols, axis=1)
+    ds = load_data(resolve(cfg.data), "scored", columns=cfg.columns, objectives=names)
+    cols = [np.asarray(ds[f"score_{name}"], dtype=np.float64) for name in names]
+    return names, list(ds["prompt"]), list(ds["response"]), np.stack(cols, axis=1)
 
 
 def _rows(names, prompts, responses, normalised) -> list[dict]:
