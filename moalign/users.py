@@ -276,10 +276,24 @@ class UserPolicy(SteerablePolicy):
     def system_text(self, preference: PreferenceLike | None = None):
         return self.inner.system_text(preference)
 
+    def steering(self, preference: PreferenceLike | None, user: str | None):
+        """The preference the inner policy is steered by: the user's, when there is one (the server
+        passes the one it resolved along with the user)."""
+        return self.preference(None, user) if user is not None else self.preference(preference)
+
     def prepare(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
                 user: str | None = None) -> tuple[Any, list[str]]:
-        """With a user, their preference (the server passes the one it resolved along with the user)."""
-        return self.inner.prepare(prompts, self.preference(None, user) if user is not None else self.preference(preference))
+        return self.inner.prepare(prompts, self.steering(preference, user))
+
+    def render(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
+               user: str | None = None) -> list[str]:
+        return self.inner.render(prompts, self.steering(preference, user))
+
+    def prepare_batch(self, jobs):
+        """The inner policy batches the jobs, each by its own user's preference (a soup mixes them per
+        row). The base class would give every row the model of the batch's first job."""
+        return self.inner.prepare_batch([(prompts, self.steering(pref, user), None)
+                                         for prompts, pref, user in jobs])
 
     def generate(self, prompts: Sequence[Prompt], preference: PreferenceLike | None = None,
                  user: str | None = None, **gen) -> list[str]:

@@ -87,3 +87,79 @@ def test_cli_adds_a_user_from_a_few_comparisons(pal_dir, tmp_path, run_cli):
     from moalign.objectives import get_objective
     r = get_objective(f"user:{ckpt}#newbie").score(["how do i bake bread ?"] * 2, ["", "bread flour oven yeast"])
     assert r.shape == (2,)
+
+
+OBJ = ["helpful", "harmless"]
+
+
+@pytest.fixture(scope="module")
+def front_dir(base_dir, soup_dir, tmp_path_factory):
+    """A MORLHF-like front: anchors at interior preferences (piecewise-linear between them)."""
+    from moalign.soups.soup import write_manifest
+    out = tmp_path_factory.mktemp("front")
+    experts = soup_dir.parent
+    anchors = [{"preference": {"helpful": 0.2, "harmless": 0.8}, "path": str(experts / "harmless")},
+               {"preference": {"helpful": 0.5, "harmless": 0.5}, "path": str(base_dir)},
+               {"preference": {"helpful": 0.8, "harmless": 0.2}, "path": str(experts / "helpful")}]
+    write_manifest(out, method="morlhf", objectives=OBJ, base=str(base_dir), anchors=anchors,
+                   tokenizer=str(base_dir), semantics="full", recipe={}, metrics={})
+    return out
+
+
+@pytest.fixture(scope="module")
+def ric_dir(base_dir, tmp_path_factory):
+    """A prompt-steered (RiC-like) checkpoint: the base, with the digits its conditioning texts need."""
+    from transformers import AutoModelForCausalLM
+
+    from moalign.conditioning import add_missing_tokens
+    from moalign.models import load_tokenizer
+    from moalign.steerable import Manifest
+    out = tmp_path_factory.mktemp("fake-ric")
+    model, tok = AutoModelForCausalLM.from_pretrained(base_dir), load_tokenizer(base_dir)
+    add_missing_tokens(tok, model, ["helpful 0.5 harmless -1.2"])
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    steering = {"kind": "prompt", "conditioner": "ric", "objectives": OBJ, "low": [-2.0, -2.0],
+                "high": [2.0, 2.0], "map": "paper"}
+    Manifest(method="ric", objectives=OBJ, steering=steering).write(out)
+    return out
+
+
+@pytest.mark.parametrize("inner", ["soup_dir", "front_dir", "ric_dir"])
+def test_users_sharing_a_batch_each_get_their_own_answer(inner, pal_dir, tmp_path, request):
+    """Three users, the same prompt, greedy: answered together (one generate call) as alone."""
+    import concurrent.futures
+    import threading
+
+    from moalign.serve.app import BackgroundServer, create_app, load_server
+    from moalign.users import write_user_checkpoint
+    ckpt = tmp_path / "users"
+    ckpt.mkdir()
+    shutil.copytree(pal_dir / "users", ckpt / "users")
+    write_user_checkpoint(ckpt, method="pal", policy=str(request.getfixturevalue(inner)), objectives=OBJ,
+                          base=None, rerank=0, recipe={}, metrics={})
+    server = load_server([f"u={ckpt}"], batch_window=0.3)
+    policy = server.engines["u"].policy
+    by_weight = sorted(policy.users, key=lambda u: policy.preference(user=u).weights[0])
+    users = [by_weight[0], by_weight[len(by_weight) // 2], by_weight[-1]]
+
+    def ask(url, user):
+        r = httpx.post(url + "/v1/chat/completions", timeout=60, json={
+            "model": "u", "messages": [{"role": "user", "content": "how do i fix my bike ?"}],
+            "max_tokens": 24, "temperature": 0, "user": user})
+        assert r.status_code == 200, r.text
+        return r.json()["choices"][0]["message"]["content"]
+
+    with BackgroundServer(create_app(server), server) as s:
+        alone = {u: ask(s.url, u) for u in users}
+        barrier = threading.Barrier(len(users))
+
+        def together(u):
+            barrier.wait()
+            return ask(s.url, u)
+
+        before = server.engines["u"].batches
+        with concurrent.futures.ThreadPoolExecutor(len(users)) as pool:
+            parallel = dict(zip(users, pool.map(together, users)))
+        assert server.engines["u"].batches - before == 1  # they did share a generate call
+    assert parallel == alone and len(set(alone.values())) > 1
