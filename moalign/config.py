@@ -25,12 +25,13 @@ class Strict(BaseModel):
 
 
 class Generation(Strict):
-    """Decoding used for rollouts; recorded with every front (fronts depend on it)."""
+    """Decoding used for rollouts; recorded with every front (fronts depend on it). A sampling
+    setting left out comes from the checkpoint's generation_config (see moalign.models.decoding)."""
     max_new_tokens: int = Field(64, ge=1, le=4096)
-    do_sample: bool = True
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
+    do_sample: bool | None = None
+    temperature: float | None = Field(None, gt=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)
     seed: Seed = 0
     batch_size: int = Field(64, ge=1)
 
@@ -45,6 +46,10 @@ class EvalSuite(Strict):
     reference_point: list[float]
     generation: Generation = Generation()
     samples_per_point: int = Field(3, ge=0)
+    # what `moalign compare` trains on this suite: its base, and per method the recipe (a path in
+    # the repository); unlisted methods use the world's recipes
+    base: str = "world:base"
+    recipes: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _check(self):

@@ -30,7 +30,8 @@ class Featurizer:
         self.path, self.pooling, self.batch_size = resolve(path), pooling, batch_size
         self.tokenizer = load_tokenizer(self.path)
         self.tokenizer.padding_side = "right"  # the last real token is at sum(mask) - 1
-        self.model = AutoModel.from_pretrained(self.path).eval()
+        from moalign.device import place
+        self.model = place(AutoModel.from_pretrained(self.path))
         self.dim = self.model.config.get_text_config().hidden_size * (2 if pooling == "mean+last" else 1)
 
     def texts(self, prompts: Sequence[Prompt], responses: Sequence[str] | None = None) -> list[str]:
@@ -47,17 +48,18 @@ class Featurizer:
         texts = self.texts(prompts, responses)
         special = not getattr(self.tokenizer, "chat_template", None)  # templates write their own
         out = []
+        device = next(self.model.parameters()).device
         with torch.no_grad():
             for i in range(0, len(texts), self.batch_size):
                 b = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
-                                   truncation=True, add_special_tokens=special)
+                                   truncation=True, add_special_tokens=special).to(device)
                 h = self.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
                 m = b["attention_mask"][..., None].to(h.dtype)
                 pooled = [(h * m).sum(1) / m.sum(1).clamp(min=1)]
                 if self.pooling == "mean+last":
                     last = b["attention_mask"].sum(1) - 1
-                    pooled.append(h[torch.arange(len(h)), last])
-                out.append(torch.cat(pooled, dim=-1).float().numpy())
+                    pooled.append(h[torch.arange(len(h), device=device), last])
+                out.append(torch.cat(pooled, dim=-1).float().cpu().numpy())
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(out)

@@ -51,8 +51,11 @@ def load_tokenizer(path: str | os.PathLike):
     return tok
 
 
-def load_causal_lm(path: str | os.PathLike, dtype: torch.dtype | None = None) -> PreTrainedModel:
-    """A causal LM in eval mode; a peft adapter directory loads on top of its base model."""
+def load_causal_lm(path: str | os.PathLike, dtype: torch.dtype | None = None, train: bool = False
+                   ) -> PreTrainedModel:
+    """A causal LM; a peft adapter directory loads on top of its base model. For inference (the
+    default) it is placed by the device policy (`moalign.device`); `train=True` leaves it on the CPU
+    in float32 for a trainer, which places it itself."""
     check_weights(path)
     path = resolve(path)
     if (Path(path) / "adapter_config.json").exists():
@@ -60,7 +63,33 @@ def load_causal_lm(path: str | os.PathLike, dtype: torch.dtype | None = None) ->
         model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    return model.eval()
+    if train:
+        return model
+    from moalign.device import place
+    return place(model)
+
+
+_SENTINEL = "moalign-system-check"
+
+
+def check_system_role(tokenizer) -> None:
+    """Fail with one line when the tokenizer's chat template cannot carry a system message (it
+    raises, or drops the message), instead of steering silently with nothing."""
+    template = tokenizer.chat_template
+    if getattr(tokenizer, "_moalign_system_checked", None) == template:
+        return
+    messages = [{"role": "system", "content": _SENTINEL}, {"role": "user", "content": "hi"}]
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception as e:  # noqa: BLE001 - jinja's raise_exception and template errors alike
+        text, why = "", str(e).splitlines()[0] if str(e) else type(e).__name__
+    else:
+        why = "it leaves the system message out"
+    if _SENTINEL not in text:
+        name = getattr(tokenizer, "name_or_path", "") or "this tokenizer"
+        raise MoalignError(f"{name}: its chat template has no system role ({why}); a preference "
+                           "carried in the system message (RiC, DPA, CLP's prompt variants) cannot be used")
+    tokenizer._moalign_system_checked = template
 
 
 def render_prompt(tokenizer, prompt: Prompt, system: str | None = None) -> str:
@@ -68,6 +97,7 @@ def render_prompt(tokenizer, prompt: Prompt, system: str | None = None) -> str:
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if system is not None:
+            check_system_role(tokenizer)
             messages = [{"role": "system", "content": system}] + messages
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if not isinstance(prompt, str):
@@ -75,26 +105,68 @@ def render_prompt(tokenizer, prompt: Prompt, system: str | None = None) -> str:
     return prompt if system is None else f"{system}\n\n{prompt}"
 
 
+def completion_text(tokenizer, prompt: Prompt, response: str, system: str | None = None) -> str:
+    """What follows the rendered prompt when the chat template writes `response` as the assistant's
+    answer, up to and including the end-of-sequence token. Training targets (SFT, DPO) and summed
+    log-probs use it, so that prompt + completion tokenizes with the prompt's tokens as a prefix
+    under the model's own template (SmolLM2: "answer<|im_end|>"; the world: " answer <eos>")."""
+    eos = tokenizer.eos_token or ""
+    if getattr(tokenizer, "chat_template", None):
+        head = render_prompt(tokenizer, prompt, system)
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        if system is not None:
+            messages = [{"role": "system", "content": system}] + messages
+        messages.append({"role": "assistant", "content": response})
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        if full.startswith(head):
+            tail = full[len(head):]
+            end = tail.rfind(eos) if eos else -1
+            return tail[:end + len(eos)] if end >= 0 else tail + eos
+    return " " + response + eos
+
+
 def generate(model, tokenizer, prompts: Sequence[Prompt], *, system: str | None = None, **gen) -> list[str]:
     """Answers to `prompts`, in order. Seeded: the same call returns the same texts."""
     return generate_rendered(model, tokenizer, [render_prompt(tokenizer, p, system) for p in prompts], **gen)
 
 
+FALLBACK_DECODING = {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 0}
+
+
+def decoding(model, **given) -> dict:
+    """Sampling settings for `model`: each given value (not None) wins; else the checkpoint's
+    generation_config when it asks for sampling (the world base: temperature 1, top_p 1, top_k 0;
+    a prepared SmolLM2: 0.7, 0.9, 0); else moalign's defaults for an instruct model (sampling at
+    temperature 0.7, top_p 0.9). transformers' own default, greedy, would make every sample of a
+    prompt the same."""
+    config = getattr(model, "generation_config", None)
+    own = {}
+    if config is not None and getattr(config, "do_sample", False):
+        own = {"do_sample": True, "temperature": config.temperature if config.temperature is not None else 1.0,
+               "top_p": config.top_p if config.top_p is not None else 1.0, "top_k": config.top_k or 0}
+    return {**FALLBACK_DECODING, **own, **{k: v for k, v in given.items() if v is not None}}
+
+
 @torch.no_grad()
-def generate_rendered(model, tokenizer, texts: Sequence[str], *, max_new_tokens: int = 48, do_sample: bool = True,
-                      temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, seed: int = 0,
+def generate_rendered(model, tokenizer, texts: Sequence[str], *, max_new_tokens: int = 48,
+                      do_sample: bool | None = None, temperature: float | None = None,
+                      top_p: float | None = None, top_k: int | None = None, seed: int = 0,
                       batch_size: int = 64, streamer=None, stopping_criteria=None) -> list[str]:
-    """Answers to already rendered prompt texts (what the model sees), in order. `stopping_criteria`
-    lets a caller end generation early (the server stops a stream whose client has gone)."""
+    """Answers to already rendered prompt texts (what the model sees), in order. Unset sampling
+    settings come from `decoding`. `stopping_criteria` lets a caller end generation early (the
+    server stops a stream whose client has gone)."""
     out: list[str] = []
     device = next(model.parameters()).device
+    settings = decoding(model, do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k)
+    kwargs = dict(do_sample=settings["do_sample"])
+    if settings["do_sample"]:
+        kwargs.update(temperature=settings["temperature"], top_p=settings["top_p"], top_k=settings["top_k"])
+    else:  # quiet transformers' warnings about sampling settings a greedy call ignores
+        kwargs.update(temperature=None, top_p=None, top_k=None)
     for start in range(0, len(texts), batch_size):
         torch.manual_seed(seed + start)
         batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
-        kwargs = dict(do_sample=do_sample)
-        if do_sample:
-            kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
         gen = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=tokenizer.eos_token_id, streamer=streamer,
                              stopping_criteria=stopping_criteria, **kwargs)
@@ -105,9 +177,7 @@ def generate_rendered(model, tokenizer, texts: Sequence[str], *, max_new_tokens:
 
 def _pair_ids(tokenizer, prompt: Prompt, response: str) -> tuple[list[int], list[int]]:
     p = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-    r = tokenizer(" " + response, add_special_tokens=False)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        r = r + [tokenizer.eos_token_id]
+    r = tokenizer(completion_text(tokenizer, prompt, response), add_special_tokens=False)["input_ids"]
     return p, r
 
 

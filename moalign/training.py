@@ -27,6 +27,19 @@ def quiet(trainer, progress: bool):
     return trainer
 
 
+def _log_last_step():
+    """A callback that logs the last step, whatever logging_steps says."""
+    from transformers import TrainerCallback
+
+    class LogLastStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return LogLastStep()
+
+
 def train_and_save(trainer, out: Path, tokenizer, merge_lora: bool = False) -> float:
     """Train, then save the model (LoRA merged into it if asked), the tokenizer and the log history
     into `out`, dropping the trainer's scratch directory. Returns the training seconds."""
@@ -35,6 +48,7 @@ def train_and_save(trainer, out: Path, tokenizer, merge_lora: bool = False) -> f
     import time
 
     start = time.time()
+    trainer.add_callback(_log_last_step())  # train_log.json gets the end of a run shorter than logging_steps
     trainer.train()
     seconds = time.time() - start
     model = trainer.model.merge_and_unload() if merge_lora else trainer.model
@@ -47,9 +61,10 @@ def train_and_save(trainer, out: Path, tokenizer, merge_lora: bool = False) -> f
 
 
 def base_path(reference: str) -> str:
-    """The local path of a recipe's `base_model` (`world:base`, a directory, or a hub id), checked."""
-    from moalign.models import check_weights, resolve
-    from moalign.world import resolve as world
-    path = resolve(world(reference))
+    """The local path of a recipe's `base_model` (`world:base`, `smollm2`, a GGUF file, a directory,
+    or a hub id), checked."""
+    from moalign.bases import resolve_model
+    from moalign.models import check_weights
+    path = resolve_model(reference)
     check_weights(path)
     return path

@@ -8,6 +8,8 @@ A spec string picks the source by its prefix:
 - `hf:<dir>` or `hf:<dir>#<label>`            a sequence-classification model's logit for a label
 - `implicit:<dir>[?ref=<dir>&beta=<float>]`   a DPO model's implicit reward beta * log pi/pi_ref
 - `user:<dir>#<user id>`                      a user's reward from a user model (MaxMin groups, PAL)
+- `text:<pole>`                               a real text's readability, length or sentiment (P-Soups)
+- `py:<module>:<function>`                    your own scorer, (prompts, responses) -> scores in [0, 1]
 
 The registry maps each prefix to "module:Class"; a source's module (and its heavy dependencies)
 is imported only when a spec uses it.
@@ -27,6 +29,8 @@ REGISTRY = {
     "hf": "moalign.objectives.hf:HFObjective",
     "implicit": "moalign.objectives.implicit:ImplicitObjective",
     "user": "moalign.objectives.user:UserObjective",
+    "text": "moalign.objectives.text:TextObjective",
+    "py": "moalign.objectives.py:PyObjective",
 }
 
 

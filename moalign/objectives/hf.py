@@ -52,7 +52,8 @@ class HFObjective(Objective):
         if self._model is None:
             tok = load_tokenizer(self.path)
             tok.padding_side = "right"  # positions then match an unpadded forward
-            model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
+            from moalign.device import place
+            model = place(AutoModelForSequenceClassification.from_pretrained(self.path))
             model.config.pad_token_id = tok.pad_token_id  # how the head finds the last real token
             model.config.get_text_config().pad_token_id = tok.pad_token_id
             self._model, self._tokenizer = model, tok

@@ -107,7 +107,8 @@ class ParameterPolicy(SteerablePolicy):
             for name in names[1:]:
                 model.load_adapter(str(self.path / "adapters" / name), adapter_name=name)
             model.base_model.set_adapter(names, inference_mode=True)
-            self._model = model.eval()
+            from moalign.device import place
+            self._model = place(model)  # the adapters too (peft keeps them in float32 otherwise)
         return self._model
 
     @property
@@ -184,7 +185,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     names = list(cfg.objectives)
     steering = {"kind": "parameters", "conditioning": cfg.conditioning, "objectives": names}
     tok = load_tokenizer(base)
-    model = load_causal_lm(base)
+    model = load_causal_lm(base, train=True)
     adapters = adapter_names(steering)
     data = rl_dataset(tok, cfg.rl)
     with atomic_dir(out, overwrite) as tmp:

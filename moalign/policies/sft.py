@@ -54,16 +54,17 @@ def fit(model_path: str, rows: list[dict], out: Path, *, epochs: float, learning
 
     from moalign.conditioning import add_missing_tokens
     from moalign.errors import MoalignError
-    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
+    from moalign.models import completion_text, load_causal_lm, load_tokenizer, render_prompt
     from moalign.training import quiet, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(model_path)
-    model = load_causal_lm(model_path).train()
+    model = load_causal_lm(model_path, train=True).train()
     if add_missing_tokens(tok, model, [r["system"] for r in rows if r.get("system")]) and lora:
         raise MoalignError(f"{model_path}: its tokenizer lacks words of the conditioning text; new "
                            "embeddings need full fine-tuning (drop `lora`)")
     data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"], r.get("system")),
-                               "completion": " " + r["response"]} for r in rows])
+                               "completion": completion_text(tok, r["prompt"], r["response"], r.get("system"))}
+                              for r in rows])
     args = SFTConfig(num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
                      learning_rate=learning_rate, lr_scheduler_type="constant", max_length=max_length,
                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))

@@ -152,7 +152,7 @@ def _rows_embedding(module, ids, p):
     if ids.dim() != 2 or ids.shape[0] not in (1, p["weight"].shape[0]) or module.max_norm is not None:
         return None
     w = p["weight"]
-    return w[torch.arange(w.shape[0]).unsqueeze(1), ids.expand(w.shape[0], -1)]
+    return w[torch.arange(w.shape[0], device=w.device).unsqueeze(1), ids.expand(w.shape[0], -1)]
 
 
 def _rows_layer_norm(module, x, p):
@@ -235,14 +235,16 @@ class RowMixer:
 
     def set(self, coef: np.ndarray) -> None:
         """Per-row anchor coefficients (rows, anchors), each row on the simplex."""
-        self.coef = torch.as_tensor(np.asarray(coef), dtype=torch.float32)
+        lam = np.asarray(coef, dtype=np.float32)
+        self.coef = torch.as_tensor(lam).to(self.flats[0].device)
         self.active = [a for a in range(self.coef.shape[1]) if bool((self.coef[:, a] != 0).any())]
         self.rows = None
         n_rows = self.coef.shape[0]
         if n_rows * self.flats[0].numel() <= ROW_BUDGET:
-            flat = torch.empty(n_rows, self.flats[0].numel(), dtype=self.flats[0].dtype)
+            flat = torch.empty(n_rows, self.flats[0].numel(), dtype=self.flats[0].dtype,
+                               device=self.flats[0].device)
             for r in range(n_rows):
-                mix_into(flat[r], self.flats, self.coef[r].numpy())
+                mix_into(flat[r], self.flats, lam[r])
             self.rows = {id(module): {n: flat[:, s:s + shape.numel()].view(-1, *shape) for n, (s, shape) in params.items()}
                          for module, _, _, params in self.modules}
 

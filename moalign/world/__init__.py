@@ -33,6 +33,9 @@ def resolve(ref: str) -> str:
     (sft, prompts, eval_prompts, pairwise, pairwise_multi, scored, user_pairwise);
     `@<seed>` picks another world (`world:pairwise_multi@3`). Both are built once and cached.
     """
+    if ref.startswith("real:"):  # the real-text suite's files, resolved the same way
+        from moalign.realtext import resolve as real
+        return real(ref)
     if not ref.startswith("world:"):
         return ref
     name, seed = _parse(ref)

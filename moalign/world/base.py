@@ -7,6 +7,7 @@ instant. `write_base(out)` copies it into a plain HF directory.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -87,10 +88,30 @@ def _train(out: Path, seed: int, progress: bool) -> dict:
                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
+    _set_decoding(model.generation_config)
     trainer = quiet(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
     seconds = train_and_save(trainer, out, tok)
     loss = trainer.state.log_history[-1]["train_loss"]
     return {"train_seconds": round(seconds, 2), "train_loss": round(float(loss), 4), "examples": len(rows)}
+
+
+# The world's sampling, carried by the base (and every checkpoint trained from it): plain sampling
+# from the full distribution, which the tiny base needs to show its spread over the objectives.
+WORLD_DECODING = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
+
+
+def _set_decoding(config) -> None:
+    for key, value in WORLD_DECODING.items():
+        setattr(config, key, value)
+
+
+def _add_decoding(path: Path) -> None:
+    """Give a base cached before its generation_config carried the world's sampling that sampling."""
+    from transformers import GenerationConfig
+    config = GenerationConfig.from_pretrained(path)
+    if not config.do_sample:
+        _set_decoding(config)
+        config.save_pretrained(path)
 
 
 def base_means(path: Path, seed: int = 0, n_prompts: int = 64) -> dict[str, float]:
@@ -109,20 +130,44 @@ def base_means(path: Path, seed: int = 0, n_prompts: int = 64) -> dict[str, floa
 
 def ensure_base(seed: int = 0, progress: bool = True) -> Path:
     """The cached base for `seed`, trained on first use."""
-    from moalign.steerable import Manifest
-    from moalign.world.scoring import OBJECTIVES
-
     key = cache_key(seed)
     path = cache_root() / f"base-{key}"
     if (path / "moalign.json").exists():
+        _add_decoding(path)
         return path
+    with _trainer_lock(path, progress):
+        if (path / "moalign.json").exists():  # another process trained it while this one waited
+            return path
+        _train_into(path, seed, key, progress)
+    return path
+
+
+@contextlib.contextmanager
+def _trainer_lock(path: Path, progress: bool):
+    """One process trains a base; others (parallel tests, a second command) wait for it instead of
+    each training their own copy on the same cores."""
+    import fcntl
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                print(f"waiting for another process to finish training {path.name}", flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _train_into(path: Path, seed: int, key: str, progress: bool) -> None:
+    from moalign.steerable import Manifest
+    from moalign.world.scoring import OBJECTIVES
+
     with atomic_dir(path, overwrite=True) as tmp:
         metrics = _train(tmp, seed, progress)
         metrics["objective_means"] = base_means(tmp, seed)
         Manifest(method="base", objectives=list(OBJECTIVES), steering={"kind": "fixed"},
                  recipe={"seed": seed, "arch": ARCH, "train": TRAIN, "cache_key": key},
                  metrics=metrics).write(tmp)
-    return path
 
 
 def write_base(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, progress: bool = True) -> Path:
@@ -134,6 +179,7 @@ def write_base(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, p
     if (out / MANIFEST).exists():
         try:
             if json.loads((out / MANIFEST).read_text())["recipe"]["cache_key"] == key:
+                _add_decoding(out)
                 return out
         except (KeyError, json.JSONDecodeError, TypeError):
             pass
