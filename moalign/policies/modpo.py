@@ -24,7 +24,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +78,7 @@ def _trainer_class():
 
 class Config(Strict):
     base_model: str = "world:base"
-    data: str = "world:pairwise_multi"  # pairwise_multi: better_<objective> labels
+    data: Union[str, dict[str, str]] = "world:pairwise_multi"  # pairwise_multi, or objective -> pairwise file
     columns: dict[str, str] = {}
     objectives: list[str] = Field(min_length=2)
     train_on: str  # objective k: stage 2 trains on its pairs
@@ -102,16 +102,15 @@ class Config(Strict):
         unknown = [j for j in self.margins if j not in self.objectives or j == self.train_on]
         if unknown:
             raise ValueError(f"margins: {unknown} are not margin objectives (objectives other than train_on)")
+        if "data" not in self.margin_dpo.model_fields_set:  # the margin models learn from the recipe's data
+            self.margin_dpo = self.margin_dpo.model_copy(update={"data": self.data, "columns": self.columns})
         return self
 
 
 def _pairs(cfg: Config) -> dict[str, list[dict]]:
-    """Each objective's preference pairs (chosen/rejected by its better_<objective> labels)."""
-    from moalign.data import load_data, to_pairwise
-    from moalign.world import resolve
-    ds = load_data(resolve(cfg.data), "pairwise_multi", objectives=cfg.objectives, columns=cfg.columns)
-    return {o: [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in to_pairwise(ds, o)]
-            for o in cfg.objectives}
+    """Each objective's preference pairs (by its better_<objective> labels, or from its own pairwise file)."""
+    from moalign.data.pairs import objective_pairs
+    return objective_pairs(cfg.data, cfg.objectives, cfg.columns)
 
 
 def reference_logps(base: str, rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +158,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     from moalign.objectives import get_objective
     from moalign.policies.reward_model import fit as fit_reward_model
     from moalign.preference import grid
-    from moalign.soups.experts import train_dpo
+    from moalign.soups.experts import dpo_pairs, train_dpo
     from moalign.soups.soup import write_manifest
     from moalign.training import base_path
 
@@ -167,20 +166,20 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     k = cfg.train_on
     others = [j for j in cfg.objectives if j != k]
     pairs = _pairs(cfg)
+    margin_dpo = cfg.margin_dpo  # its data and columns are the recipe's unless it names its own
+    margin_pairs = dpo_pairs(margin_dpo, [j for j in others if cfg.margins.get(j, "dpo") == "dpo"])
     seconds: dict[str, float] = {}
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         # stage 1: a margin reward per other objective, scored once on every pair set that may need it
         margin_models, rewards = {}, {}
-        # the margin DPO models learn from the recipe's data unless margin_dpo names its own
-        margin_dpo = cfg.margin_dpo if "data" in cfg.margin_dpo.model_fields_set else \
-            cfg.margin_dpo.model_copy(update={"data": cfg.data, "columns": cfg.columns})
         for j in others:
             source, where = cfg.margins.get(j, "dpo"), tmp / "margins" / j
 
             def margin(j=j, source=source, where=where) -> float:  # wall seconds, setup included
                 start = time.time()
                 if source == "dpo":
-                    train_dpo(base, j, margin_dpo, where, lora=cfg.lora, seed=cfg.seed, progress=progress)
+                    train_dpo(base, j, margin_dpo, where, lora=cfg.lora, seed=cfg.seed, progress=progress,
+                              pairs=margin_pairs[j])
                 else:
                     fit_reward_model(base, pairs[j], where, epochs=cfg.margin_dpo.epochs,
                                      learning_rate=cfg.margin_dpo.learning_rate,

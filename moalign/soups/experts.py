@@ -3,7 +3,8 @@
 - RL (`grpo` or `rloo`): reward = sum_i w_i r_i(x, y) from moalign objectives, with KL to the base
   (TRL's `beta`); TRL's `reward_weights` does the linear scalarisation. One objective with weight 1
   trains a rewarded-soup expert; a grid of weights is MORLHF.
-- DPO: on one objective's labels from `pairwise_multi` data (chosen/rejected by better_<objective>).
+- DPO: on one objective's pairs: its labels in `pairwise_multi` data (chosen/rejected by
+  better_<objective>), or a `pairwise` file of its own (`data: {helpful: FILE, harmless: FILE}`).
 
 Both support full fine-tuning and LoRA (the adapter is saved as is: soups and merges load it on
 top of its base). Returns the training seconds.
@@ -40,7 +41,7 @@ class RL(Strict):
 
 class DPO(Strict):
     algorithm: Literal["dpo"] = "dpo"
-    data: str = "world:pairwise_multi"
+    data: Union[str, dict[str, str]] = "world:pairwise_multi"  # a file, or objective -> file
     columns: dict[str, str] = {}
     epochs: float = Field(1.0, gt=0)
     max_steps: int = -1
@@ -120,20 +121,26 @@ def train_rl_on(base: str, reward_funcs: list, weights: list[float], cfg: RL, ou
     return train_and_save(trainer, out, tok)
 
 
+def dpo_pairs(cfg: DPO, objectives: list[str]) -> dict[str, list[dict]]:
+    """Each objective's pairs from the DPO data, every file and label column checked."""
+    from moalign.data.pairs import objective_pairs
+
+    data = cfg.data if isinstance(cfg.data, str) else {o: cfg.data[o] for o in objectives if o in cfg.data}
+    return objective_pairs(data, objectives, cfg.columns)
+
+
 def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | None = None, seed: int = 0,
-              progress: bool = True) -> float:
+              progress: bool = True, pairs: list[dict] | None = None) -> float:
+    """DPO on `objective`'s pairs (`pairs`, or read from `cfg.data`)."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from moalign.data import load_data, to_pairwise
     from moalign.models import load_causal_lm, load_tokenizer, render_prompt
     from moalign.training import quiet, train_and_save, trainer_kwargs
-    from moalign.world import resolve
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base).train()
-    pairs = to_pairwise(load_data(resolve(cfg.data), "pairwise_multi", objectives=[objective],
-                                  columns=cfg.columns), objective)
+    pairs = dpo_pairs(cfg, [objective])[objective] if pairs is None else pairs
     data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"]), "chosen": " " + r["chosen"],
                                "rejected": " " + r["rejected"]} for r in pairs])
     args = DPOConfig(num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,

@@ -20,7 +20,7 @@ from pydantic import Field
 from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
 from moalign.policies.sft import Lora
-from moalign.soups.experts import RL, Algorithm, train_dpo, train_rl
+from moalign.soups.experts import RL, Algorithm, dpo_pairs, train_dpo, train_rl
 
 
 class Config(Strict):
@@ -51,6 +51,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
 
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
+    # every DPO expert's pairs, checked before the first expert trains
+    pairs = {} if isinstance(cfg.expert, RL) else dpo_pairs(cfg.expert, names)
     seconds: dict[str, float] = {}
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         for i, name in enumerate(names):
@@ -62,7 +64,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                                                               target, lora=cfg.lora, seed=cfg.seed, progress=progress))
             else:
                 seconds[name] = step(target, lambda: train_dpo(base, name, cfg.expert, target, lora=cfg.lora,
-                                                               seed=cfg.seed, progress=progress))
+                                                               seed=cfg.seed, progress=progress, pairs=pairs[name]))
         paths = {n: f"experts/{n}" for n in names}
         write_manifest(tmp, method="soup", objectives=names, base=base, anchors=anchors_at_vertices(names, paths),
                        tokenizer=paths[names[0]], semantics="lora-cat" if cfg.lora else "full",
