@@ -252,3 +252,19 @@ def test_eight_clients_careless_and_hostile(strict):
         list(pool.map(client, range(8)))
     assert not failures
     assert len(statuses) > 16 and all(s < 500 for s in statuses) and 200 in statuses and 400 in statuses
+
+
+def test_steering_that_no_float_holds_is_the_clients_error(tmp_path):
+    """DPA's angle=1e400 (cos of infinity) and a weight of 10^400 are 400s (MoalignError), not crashes."""
+    from moalign.errors import MoalignError
+    from moalign.serve.app import ChatRequest, Server
+    from moalign.steerable import Manifest, load_steerable
+    Manifest(method="dpa", objectives=["helpful", "harmless"],
+             steering={"kind": "prompt", "conditioner": "dpa"}).write(tmp_path)
+    server = Server({"dpa": load_steerable(tmp_path)})
+    for pref in ("angle=1e400", {"helpful": 10 ** 400, "harmless": 1}):
+        body = ChatRequest(model="dpa", messages=[{"role": "user", "content": "hi"}], preference=pref)
+        with pytest.raises(MoalignError, match="preference"):
+            server.steering(server.engines["dpa"], body)
+    body = ChatRequest(model="dpa", messages=[{"role": "user", "content": "hi"}], preference="angle=30")
+    assert server.steering(server.engines["dpa"], body)[0] is not None
