@@ -197,6 +197,10 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
                                                 help="Require Authorization: Bearer KEY (also $MOALIGN_API_KEY)."),
           max_tokens_cap: int = typer.Option(256, min=1, help="Largest max_tokens a request may ask for."),
           max_prompt_tokens: int = typer.Option(512, min=1, help="Longest prompt accepted, in tokens."),
+          max_rows: int = typer.Option(64, min=1, help="Most answers (prompts x n) one request may ask for."),
+          max_body_bytes: int = typer.Option(1 << 20, min=1, help="Largest request body (413 above it)."),
+          allowed_host: List[str] = typer.Option([], help="Host name to answer besides loopback ones (repeat; "
+                                                 "'*': any). Given, a non-loopback server answers only these."),
           device: Optional[str] = DEVICE):
     """Serve checkpoints over an OpenAI-compatible API, with a playground page at /."""
     _device(device)
@@ -204,7 +208,8 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
 
     from moalign.serve.app import create_app, load_server
     server = load_server(checkpoints, api_key=api_key, max_tokens_cap=max_tokens_cap,
-                         max_prompt_tokens=max_prompt_tokens)
+                         max_prompt_tokens=max_prompt_tokens, max_rows=max_rows, max_body_bytes=max_body_bytes,
+                         allowed_hosts=allowed_host)
     console.print(f"serving {', '.join(server.engines)} on http://{host}:{port}/ "
                   f"({'API key required' if api_key else 'no API key'})")
     uvicorn.run(create_app(server), host=host, port=port, log_level="warning")

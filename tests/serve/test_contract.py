@@ -268,3 +268,22 @@ def test_steering_that_no_float_holds_is_the_clients_error(tmp_path):
             server.steering(server.engines["dpa"], body)
     body = ChatRequest(model="dpa", messages=[{"role": "user", "content": "hi"}], preference="angle=30")
     assert server.steering(server.engines["dpa"], body)[0] is not None
+
+
+def test_cli_serve_takes_the_limits(run_cli, monkeypatch, tmp_path):
+    import uvicorn
+
+    from moalign.serve import app as app_module
+    from moalign.steerable import Manifest
+    Manifest(method="dpa", objectives=["helpful", "harmless"],
+             steering={"kind": "prompt", "conditioner": "dpa"}).write(tmp_path)
+    servers = []
+    real = app_module.load_server
+    monkeypatch.setattr(app_module, "load_server", lambda *a, **k: servers.append(real(*a, **k)) or servers[-1])
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    code, _, err = run_cli("serve", f"dpa={tmp_path}", "--max-rows", "4", "--max-body-bytes", "5000",
+                           "--allowed-host", "moalign.lan", "--allowed-host", "other.lan")
+    assert code == 0, err
+    server = servers[0]
+    assert (server.max_rows, server.max_body_bytes) == (4, 5000) and server.engines["dpa"].max_rows == 4
+    assert server.allowed_hosts == {"moalign.lan", "other.lan"}
