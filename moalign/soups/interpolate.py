@@ -13,7 +13,8 @@ Models are materialised in memory, never through disk: every anchor is held as o
 and a model's parameters are views into one flat buffer, so switching preference is a chain of
 `torch.lerp` passes over contiguous memory (one pass for two anchors). lerp is exact at its ends,
 so w = e_i reproduces expert i bit for bit. A bounded LRU keeps the last few materialised models; an
-evicted one is dropped, never rewritten in place, so a model a caller still holds does not change.
+evicted one is rewritten for the next preference only when nothing else holds it, so a model a
+caller still holds never changes.
 
 LoRA anchors (peft adapter directories) are merged into dense weights on load: the soup is then
 sum_i w_i (theta_0 + s_i B_i A_i), peft's "cat" combination, recorded as such in the manifest.
@@ -21,8 +22,8 @@ sum_i w_i (theta_0 + s_i B_i A_i), peft's "cat" combination, recorded as such in
 from __future__ import annotations
 
 import copy
+import sys
 import threading
-import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -266,7 +267,7 @@ class InterpolationPolicy(SteerablePolicy):
         self._flat: list[torch.Tensor] | None = None
         self._skeleton = None
         self._cache: OrderedDict = OrderedDict()
-        self._evicted: list[tuple[weakref.ref, torch.Tensor]] = []  # (model, its buffer) out of the cache
+        self._evicted: list[tuple] = []  # (model, its buffer) out of the cache, until reused or dropped
         self._lock = threading.Lock()
         self._mixer: RowMixer | None = None
 
@@ -311,13 +312,20 @@ class InterpolationPolicy(SteerablePolicy):
         pref = self.preference(preference) or self.default_preference()
         return coefficients(pref, self.anchor_prefs)
 
-    def _buffer(self) -> torch.Tensor:
-        """The flat buffer of a new model: an evicted model's once nothing holds that model (a caller
-        may: a streaming request, user code), else a new one. Never rewrites a model in use; reusing
-        a buffer saves the page faults of a fresh one (most of a miss's cost on a large model)."""
-        free = [flat for ref, flat in self._evicted if ref() is None]
-        self._evicted = []  # the models still held are their holders' now
-        return free[0] if free else torch.empty_like(self._flat[0])
+    def _unheld(self) -> tuple | None:
+        """An evicted (model, buffer) that nothing outside this policy holds, to rewrite in place (the
+        cheap switch: one pass over the buffer). A model a caller still holds (a streaming request,
+        user code) is theirs from then on and never rewritten. CPython counts the references: two
+        here (the name `model` and getrefcount's argument) mean nobody else has it."""
+        while self._evicted:
+            model, flat = self._evicted.pop()
+            if sys.getrefcount(model) <= 2:
+                return model, flat
+        return None
+
+    def _new_model(self) -> tuple:
+        flat = torch.empty_like(self._flat[0])
+        return model_on(self._skeleton, flat), flat
 
     def model_for(self, preference: PreferenceLike | None = None):
         pref = self.preference(preference) or self.default_preference()
@@ -328,11 +336,8 @@ class InterpolationPolicy(SteerablePolicy):
                 return self._cache[key][0]
             self._load()
             while len(self._cache) >= self.cache_size:
-                _, (old, old_flat) = self._cache.popitem(last=False)
-                self._evicted.append((weakref.ref(old), old_flat))
-                del old, old_flat
-            flat = self._buffer()
-            model = model_on(self._skeleton, flat)
+                self._evicted.append(self._cache.popitem(last=False)[1])
+            model, flat = self._unheld() or self._new_model()
             with torch.no_grad():
                 mix_into(flat, self._flat, coefficients(pref, self.anchor_prefs))
             self._cache[key] = (model, flat)

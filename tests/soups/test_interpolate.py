@@ -211,3 +211,11 @@ def test_an_evicted_model_nobody_holds_lends_its_memory(soup):
     oldest = next(iter(soup._cache.values()))[1].data_ptr()
     soup.model_for({"helpful": 0.77, "harmless": 0.23})
     assert next(reversed(soup._cache.values()))[1].data_ptr() == oldest
+
+
+def test_a_cache_miss_rewrites_an_unheld_model_in_place(soup):
+    """The cheap switch (one pass over the buffer, no new modules) when nobody holds the evicted model."""
+    for i in range(soup.cache_size):
+        soup.model_for({"helpful": 0.4 + 0.01 * i, "harmless": 1.0})
+    oldest = id(next(iter(soup._cache.values()))[0])
+    assert id(soup.model_for({"helpful": 0.66, "harmless": 0.34})) == oldest
