@@ -115,19 +115,23 @@ def test_ric_recipe_steers_each_objective(tmp_path):
 
 
 def test_ric_reads_a_helpsteer_like_file(base_dir, world_dir, tmp_path):
-    """Real-file path: scores come from renamed rating columns, one objective has no column and is
-    scored by its objective."""
+    """Real-file path: scores come from renamed rating columns; an objective without a column is an error
+    (it was scored by its objective, silently)."""
+    from moalign.errors import MoalignError
     from moalign.policies import train_recipe
 
     rows = [json.loads(line) for line in open(world_dir / "data" / "scored.jsonl")][:200]
     path = tmp_path / "helpsteer.jsonl"
     path.write_text("".join(json.dumps({"question": r["prompt"], "answer": r["response"],
-                                        "helpfulness": 4 * r["score_helpful"]}) + "\n" for r in rows))
-    out = train_recipe("policies/ric.yaml", [f"base_model={base_dir}", f"data={path}", "epochs=1",
-                                             "online.iterations=0",
-                                             "columns={prompt: question, response: answer, score_helpfulness: helpfulness}",
-                                             "objectives={helpfulness: 'world:helpful', concise: 'world:concise'}"],
-                       out=str(tmp_path / "ric"), progress=False)
+                                        "helpfulness": 4 * r["score_helpful"],
+                                        "brevity": r["score_concise"]}) + "\n" for r in rows))
+    columns = "columns={prompt: question, response: answer, score_helpfulness: helpfulness}"
+    recipe = [f"base_model={base_dir}", f"data={path}", "epochs=1", "online.iterations=0",
+              "objectives={helpfulness: 'world:helpful', concise: 'world:concise'}"]
+    with pytest.raises(MoalignError, match="score_concise"):
+        train_recipe("policies/ric.yaml", [*recipe, columns], out=str(tmp_path / "ric"), progress=False)
+    columns = columns.replace("}", ", score_concise: brevity}")
+    out = train_recipe("policies/ric.yaml", [*recipe, columns], out=str(tmp_path / "ric"), progress=False)
     steering = json.loads((out / "moalign.json").read_text())["steering"]
     assert steering["objectives"] == ["helpfulness", "concise"]
     assert steering["mean"][0] == pytest.approx(4 * np.mean([r["score_helpful"] for r in rows]))
