@@ -70,7 +70,9 @@ def _read(path: str | PathLike, split: str | None) -> tuple[datasets.Dataset, st
         name = str(path)
         if _HUB_ID.match(name) and p.suffix.lower() not in _BUILDERS:
             try:
-                return _pick_split(datasets.load_dataset(name), split, name), name
+                if split:  # one split only: a hub dataset's other splits are not downloaded
+                    return datasets.load_dataset(name, split=split), name
+                return _pick_split(datasets.load_dataset(name), None, name), name
             except MoalignError:
                 raise
             except Exception as e:

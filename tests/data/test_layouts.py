@@ -53,3 +53,20 @@ def test_a_column_map_written_backwards_says_which_way_it_runs(pku):
     assert "{better_helpful: better_response_id}" in str(info.value)
     ds = load_data(pku, "pairwise_multi", columns={"better_helpful": "better_response_id"})
     assert set(ds["better_helpful"]) == {0, 1}
+
+
+def test_a_hub_split_is_the_only_one_loaded(ultrafeedback, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake(name, split=None):
+        calls.append((name, split))
+        saved = datasets.load_from_disk(str(ultrafeedback))
+        return saved[split] if split else saved
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    assert len(load_data("HuggingFaceH4/ultrafeedback_binarized#test_prefs", "pairwise")) == 4
+    assert calls == [("HuggingFaceH4/ultrafeedback_binarized", "test_prefs")]
+    with pytest.raises(MoalignError, match="HuggingFaceH4/ultrafeedback_binarized: no split 'train'"):
+        load_data("HuggingFaceH4/ultrafeedback_binarized", "pairwise")
