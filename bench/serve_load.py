@@ -1,10 +1,15 @@
 """Load on the API: N concurrent clients on loopback for a bounded time against the tiny world base.
 
-Two phases in one run, same clients and duration: plain requests to the base (no steering) and
-steered requests to a soup of the same size (preferences drawn from `--presets` distinct values, as
-a population of users would send; rows with different preferences share one generate call through
-the soup's per-row mixing: each row's mixed weights, one batched matmul per layer). Prints requests/s, p50/p99 latency, errors (must be 0), and the steered / plain
-generation throughput (completion tokens per second; target >= 0.9).
+Three phases, same clients and duration: plain requests to the base (no steering); steered
+requests to a soup of the same size (preferences drawn from `--presets` distinct values, as a
+population of users would send; rows with different preferences share one generate call through
+the soup's per-row mixing: each row's mixed weights, one batched matmul per layer); and user
+requests to PAL trained over that soup (`policy=` the soup: each user id steers it by the user's
+preference), greedy, where every answer must equal the same user's answer to the same prompt asked
+alone. Prints requests/s, p50/p99 latency, errors (must be 0), answers that differ from the
+user's answer alone (must be 0), and the steered / plain generation throughput (completion tokens
+per second; target >= 0.9). Plain and steered requests send no seed: a sampled request with an
+explicit seed is batched only with the same seed, so that the seed reproduces its answer.
 Run: `.venv/bin/python bench/serve_load.py [--clients 8] [--seconds 20]`.
 """
 from __future__ import annotations
@@ -26,8 +31,11 @@ import httpx  # noqa: E402
 PROMPTS = ["how do i bake bread ?", "how do i fix my bike ?", "any tips to play chess ?", "how do i sleep better ?"]
 
 
-def phase(url: str, model: str, clients: int, seconds: float, presets: list | None) -> dict:
-    latencies, tokens, errors = [], [0], [0]
+def phase(url: str, model: str, clients: int, seconds: float, steering: list | None, key: str = "preference",
+          greedy: bool = False) -> dict:
+    """`steering`: values of the body field `key`, one per request in turn. With `greedy`, the
+    answers by (steering, prompt) are returned too, to compare with each asked alone."""
+    latencies, tokens, errors, answers = [], [0], [0], {}
     lock = threading.Lock()
     stop_at = time.time() + seconds
 
@@ -35,10 +43,12 @@ def phase(url: str, model: str, clients: int, seconds: float, presets: list | No
         n = 0
         with httpx.Client(timeout=60) as http:
             while time.time() < stop_at and n < 10_000:
-                body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[(i + n) % 4]}],
-                        "max_tokens": 32, "seed": n}
-                if presets:
-                    body["preference"] = presets[(i + n) % len(presets)]
+                prompt = PROMPTS[(i + n) % 4]
+                body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 32}
+                if steering:
+                    body[key] = steering[(i + n // 4) % len(steering)]
+                if greedy:
+                    body["temperature"] = 0
                 start = time.perf_counter()
                 r = http.post(url + "/v1/chat/completions", json=body)
                 elapsed = time.perf_counter() - start
@@ -48,6 +58,9 @@ def phase(url: str, model: str, clients: int, seconds: float, presets: list | No
                     else:
                         latencies.append(elapsed)
                         tokens[0] += r.json()["usage"]["completion_tokens"]
+                        if greedy:
+                            answer = r.json()["choices"][0]["message"]["content"]
+                            answers.setdefault((str(body.get(key)), prompt), []).append(answer)
                 n += 1
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
@@ -60,7 +73,21 @@ def phase(url: str, model: str, clients: int, seconds: float, presets: list | No
     lat = sorted(latencies)
     return {"requests": len(lat), "rps": len(lat) / wall, "p50": statistics.median(lat) if lat else float("nan"),
             "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
-            "errors": errors[0], "tokens_per_s": tokens[0] / wall}
+            "errors": errors[0], "tokens_per_s": tokens[0] / wall, "answers": answers}
+
+
+def differing(url: str, model: str, answers: dict) -> tuple[int, int]:
+    """(answers that differ from the user's answer asked alone, answers checked)."""
+    bad = total = 0
+    with httpx.Client(timeout=60) as http:
+        for (user, prompt), seen in answers.items():
+            r = http.post(url + "/v1/chat/completions", json={
+                "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 32,
+                "temperature": 0, "user": user})
+            alone = r.json()["choices"][0]["message"]["content"]
+            bad += sum(a != alone for a in seen)
+            total += len(seen)
+    return bad, total
 
 
 def main() -> None:
@@ -68,6 +95,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--presets", type=int, default=4, help="distinct preferences among steered requests")
+    parser.add_argument("--users", type=int, default=8, help="distinct users among user requests")
     args = parser.parse_args()
     presets = [{"helpful": w, "harmless": 1 - w} for w in
                ([0.5] if args.presets == 1 else [0.2 + 0.6 * i / (args.presets - 1) for i in range(args.presets)])]
@@ -76,6 +104,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from moalign.cli import _quiet_libraries
+    from moalign.policies import train_recipe
     from moalign.serve.app import BackgroundServer, create_app, load_server
     from moalign.soups.soup import build
     from moalign.world import resolve
@@ -94,21 +123,26 @@ def main() -> None:
             model.save_pretrained(root / name)
             tok.save_pretrained(root / name)
         build(base, {"helpful": str(root / "helpful"), "harmless": str(root / "harmless")}, root / "soup")
-        server = load_server([f"base={base}", f"soup={root / 'soup'}"])
+        train_recipe("policies/pal.yaml", [f"policy={root / 'soup'}"], out=str(root / "pal"), progress=False)
+        server = load_server([f"base={base}", f"soup={root / 'soup'}", f"pal={root / 'pal'}"])
+        users = server.engines["pal"].policy.users[:args.users]
         with BackgroundServer(create_app(server), server) as s:
             phase(s.url, "base", 2, 2, None)  # warm-up
             phase(s.url, "soup", 2, 2, presets)
+            phase(s.url, "pal", 2, 2, users, key="user", greedy=True)
             plain = phase(s.url, "base", args.clients, args.seconds, None)
             steered = phase(s.url, "soup", args.clients, args.seconds, presets)
+            personal = phase(s.url, "pal", args.clients, args.seconds, users, key="user", greedy=True)
+            bad, checked = differing(s.url, "pal", personal["answers"])
             batches = {n: e.batches for n, e in server.engines.items()}
     print(f"serve load: {args.clients} clients x {args.seconds:.0f} s per phase, {len(presets)} preferences, "
-          f"loopback, max_tokens 32, "
-          f"{torch.get_num_threads()} torch threads")
-    for name, r in (("plain", plain), ("steered", steered)):
+          f"{len(users)} users, loopback, max_tokens 32, {torch.get_num_threads()} torch threads")
+    for name, r in (("plain", plain), ("steered", steered), ("users", personal)):
         print(f"  {name:8s} {r['requests']:5d} requests  {r['rps']:6.1f} req/s  p50 {r['p50'] * 1e3:7.1f} ms  "
               f"p99 {r['p99'] * 1e3:7.1f} ms  errors {r['errors']}  {r['tokens_per_s']:7.1f} tokens/s")
     print(f"  generate calls: {batches}")
-    print(f"errors = {plain['errors'] + steered['errors']}  (target 0)")
+    print(f"errors = {plain['errors'] + steered['errors'] + personal['errors']}  (target 0)")
+    print(f"users' answers unlike the same user's alone (greedy) = {bad} of {checked}  (target 0)")
     print(f"steered / plain throughput = {steered['tokens_per_s'] / plain['tokens_per_s']:.2f}  (target >= 0.9)")
 
 
