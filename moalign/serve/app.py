@@ -54,8 +54,10 @@ class _Body(BaseModel):
     model: Text
     max_tokens: Optional[int] = Field(None, ge=1, strict=True)
     max_completion_tokens: Optional[int] = Field(None, ge=1, strict=True)
-    temperature: float = Field(1.0, ge=0, le=2, strict=True)
-    top_p: float = Field(1.0, gt=0, le=1, strict=True)
+    # unset: the checkpoint's generation_config (SmolLM2: 0.7 / 0.9), not OpenAI's 1.0, which turns a
+    # small instruct model's text into gibberish
+    temperature: Optional[float] = Field(None, ge=0, le=2, strict=True)
+    top_p: Optional[float] = Field(None, gt=0, le=1, strict=True)
     n: int = Field(1, ge=1, le=8, strict=True)
     seed: Optional[int] = Field(None, ge=-(2 ** 63), lt=2 ** 63, strict=True)
     stream: bool = Field(False, strict=True)
@@ -178,7 +180,7 @@ class Server:
         if max_tokens > self.max_tokens_cap:
             raise HTTPException(400, {"message": f"max_tokens {max_tokens} is above this server's cap of "
                                                  f"{self.max_tokens_cap}", "param": "max_tokens"})
-        sample = body.temperature >= MIN_TEMPERATURE
+        sample = None if body.temperature is None else body.temperature >= MIN_TEMPERATURE
         gen = {"max_new_tokens": max_tokens, "do_sample": sample, "top_p": body.top_p, "seed": body.seed}
         if sample:
             gen["temperature"] = body.temperature

@@ -50,7 +50,8 @@ class _Job:
         (`batch_key`), and the decoding settings must match. A batch samples with one seed, so a
         sampled job that names its seed shares it only with jobs of the same seed; greedy answers do
         not depend on the seed, and jobs without one share a random seed."""
-        gen = {k: v for k, v in self.gen.items() if k != "seed" or self.gen.get("do_sample")}
+        sampled = self.gen.get("do_sample") is not False  # None: the checkpoint's decoding, which may sample
+        gen = {k: v for k, v in self.gen.items() if k != "seed" or sampled}
         return policy.batch_key(self.preference, self.user), tuple(sorted(gen.items(), key=lambda kv: kv[0]))
 
 
