@@ -10,7 +10,9 @@ alone. Prints requests/s, p50/p99 latency, errors (must be 0), answers that diff
 user's answer alone (must be 0), and the steered / plain generation throughput (completion tokens
 per second; target >= 0.9). Plain and steered requests send no seed: a sampled request with an
 explicit seed is batched only with the same seed, so that the seed reproduces its answer.
-Run: `.venv/bin/python bench/serve_load.py [--clients 8] [--seconds 20]`.
+Run: `.venv/bin/python bench/serve_load.py [--clients 8] [--seconds 20]`; with `--soup DIR` (e.g. a
+SmolLM2 soup: `moalign train soups/real_dpo.yaml`), the plain and steered phases run on that soup and
+its base instead (no users phase).
 """
 from __future__ import annotations
 
@@ -90,15 +92,50 @@ def differing(url: str, model: str, answers: dict) -> tuple[int, int]:
     return bad, total
 
 
+def preset_weights(names: list[str], n: int) -> list[dict]:
+    """`n` distinct preferences between the first two objectives."""
+    weights = [0.5] if n == 1 else [0.2 + 0.6 * i / (n - 1) for i in range(n)]
+    return [{names[0]: w, names[1]: 1 - w} for w in weights]
+
+
+def soup_only(args) -> None:
+    """Plain (the soup's base) vs steered (the soup) on an existing checkpoint, e.g. a SmolLM2 soup."""
+    import torch
+
+    from moalign.cli import _quiet_libraries
+    from moalign.serve.app import BackgroundServer, create_app, load_server
+    from moalign.steerable import Manifest
+
+    _quiet_libraries()
+    manifest = Manifest.read(args.soup)
+    presets = preset_weights(manifest.objectives, args.presets)
+    from moalign.bases import resolve_model
+    server = load_server([f"base={resolve_model(manifest.base_model)}", f"soup={args.soup}"], max_tokens_cap=256)
+    with BackgroundServer(create_app(server), server) as s:
+        phase(s.url, "base", 2, 2, None)  # warm-up (loads the models)
+        phase(s.url, "soup", 2, 2, presets)
+        plain = phase(s.url, "base", args.clients, args.seconds, None)
+        steered = phase(s.url, "soup", args.clients, args.seconds, presets)
+    print(f"serve load on {args.soup}: {args.clients} clients x {args.seconds:.0f} s per phase, "
+          f"{len(presets)} preferences, loopback, max_tokens 32, {torch.get_num_threads()} torch threads")
+    for name, r in (("plain", plain), ("steered", steered)):
+        print(f"  {name:8s} {r['requests']:5d} requests  {r['rps']:6.1f} req/s  p50 {r['p50'] * 1e3:7.1f} ms  "
+              f"p99 {r['p99'] * 1e3:7.1f} ms  errors {r['errors']}  {r['tokens_per_s']:7.1f} tokens/s")
+    print(f"errors = {plain['errors'] + steered['errors']}  (target 0)")
+    print(f"steered / plain throughput = {steered['tokens_per_s'] / plain['tokens_per_s']:.2f}  (target >= 0.9)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--presets", type=int, default=4, help="distinct preferences among steered requests")
     parser.add_argument("--users", type=int, default=8, help="distinct users among user requests")
+    parser.add_argument("--soup", type=Path, default=None, help="a soup checkpoint to load instead (and its base)")
     args = parser.parse_args()
-    presets = [{"helpful": w, "harmless": 1 - w} for w in
-               ([0.5] if args.presets == 1 else [0.2 + 0.6 * i / (args.presets - 1) for i in range(args.presets)])]
+    if args.soup is not None:
+        return soup_only(args)
+    presets = preset_weights(["helpful", "harmless"], args.presets)
 
     import torch
     from transformers import AutoModelForCausalLM

@@ -60,12 +60,12 @@ def test_py_objectives_score_and_fail_in_one_line(scorers):
             get_objective(spec)
 
 
-def test_py_objective_in_an_eval_suite_front(scorers, base_dir, run_cli, tmp_path):
+def test_py_objective_in_an_eval_suite_front(scorers, tiny_llama, run_cli, tmp_path):
     (tmp_path / "suite.yaml").write_text(
         "name: mine\nobjectives: {short: 'py:my_scores:good', helpful: 'world:helpful'}\n"
         "prompts: world:eval_prompts\nn_prompts: 4\ngrid: 1\nreference_point: [0, 0]\n"
         "generation: {max_new_tokens: 8}\n")
-    code, out, err = run_cli("front", str(base_dir), "--eval", "suite.yaml", "--out", "front", "-q")
+    code, out, err = run_cli("front", str(tiny_llama), "--eval", "suite.yaml", "--out", "front", "-q")
     assert code == 0, err
     import json
     front = json.loads((tmp_path / "front" / "front.json").read_text())
