@@ -131,14 +131,15 @@ def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor],
     from datasets import Dataset
     from trl import DPOConfig
 
-    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
+    from moalign.models import completion_text, load_causal_lm, load_tokenizer, render_prompt
     from moalign.training import quiet, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
-    model = load_causal_lm(base)
+    model = load_causal_lm(base, train=True)
     # the reference log-probs shifted by margin / beta
-    data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"]), "chosen": " " + r["chosen"],
-                               "rejected": " " + r["rejected"],
+    data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"]),
+                               "chosen": completion_text(tok, r["prompt"], r["chosen"]),
+                               "rejected": completion_text(tok, r["prompt"], r["rejected"]),
                                "ref_chosen_logps": float(ref[0][n]) + r["margin_chosen"] / beta,
                                "ref_rejected_logps": float(ref[1][n]) + r["margin_rejected"] / beta}
                               for n, r in enumerate(rows)])

@@ -36,7 +36,7 @@ CHUNK = 64
 
 @dataclass
 class RealSizes:
-    prompts: int | None = None  # training questions used (None: all 224)
+    prompts: int | None = 96  # training questions answered (None: all 224; 96 = 24 activities)
     eval_prompts: int | None = None  # held-out questions (None: all 32)
     responses_per_prompt: int = 4
     max_new_tokens: int = 96

@@ -112,7 +112,7 @@ def train_rl_on(base: str, reward_funcs: list, weights: list[float], cfg: RL, ou
     from moalign.training import quiet, train_and_save
 
     tok = load_tokenizer(base)
-    model = load_causal_lm(base).train()
+    model = load_causal_lm(base, train=True).train()
     trainer_cls = GRPOTrainer if cfg.algorithm == "grpo" else RLOOTrainer
     args = rl_args(cfg, weights, out / "_trainer", seed=seed, progress=progress)
     trainer = quiet(trainer_cls(model=model, reward_funcs=reward_funcs, args=args,
@@ -135,14 +135,15 @@ def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | No
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from moalign.models import load_causal_lm, load_tokenizer, render_prompt
+    from moalign.models import completion_text, load_causal_lm, load_tokenizer, render_prompt
     from moalign.training import quiet, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
-    model = load_causal_lm(base).train()
+    model = load_causal_lm(base, train=True).train()
     pairs = dpo_pairs(cfg, [objective])[objective] if pairs is None else pairs
-    data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"]), "chosen": " " + r["chosen"],
-                               "rejected": " " + r["rejected"]} for r in pairs])
+    data = Dataset.from_list([{"prompt": render_prompt(tok, r["prompt"]),
+                               "chosen": completion_text(tok, r["prompt"], r["chosen"]),
+                               "rejected": completion_text(tok, r["prompt"], r["rejected"])} for r in pairs])
     args = DPOConfig(num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                      beta=cfg.beta, per_device_train_batch_size=cfg.batch_size, lr_scheduler_type="constant",
                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
