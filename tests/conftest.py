@@ -37,6 +37,28 @@ def tokenizer():
     return build_tokenizer()
 
 
+@pytest.fixture(scope="session")
+def soup_dir(base_dir, tmp_path_factory):
+    """A soup of the world base and two perturbed copies: steering visibly changes the answers."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from moalign.soups.soup import build
+    from moalign.world.base import build_tokenizer
+    root = tmp_path_factory.mktemp("serve-soup")
+    tok = build_tokenizer()
+    for i, name in enumerate(("helpful", "harmless")):
+        model = AutoModelForCausalLM.from_pretrained(base_dir)
+        torch.manual_seed(i)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        model.save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    build(str(base_dir), {"helpful": str(root / "helpful"), "harmless": str(root / "harmless")}, root / "soup")
+    return root / "soup"
+
+
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
     """Run `moalign ARGS` in-process: (exit code, stdout, stderr)."""

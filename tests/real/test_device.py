@@ -40,26 +40,6 @@ def test_cli_device_cuda_is_status_2_before_loading_anything(run_cli, base_dir):
     assert err.strip().startswith("error: device 'cuda' is not available") and err.count("\n") == 1
 
 
-@pytest.fixture(scope="module")
-def soup_dir(base_dir, tmp_path_factory):
-    """A soup of two perturbed copies of the world base."""
-    from transformers import AutoModelForCausalLM
-
-    from moalign.soups.soup import build
-    from moalign.world.base import build_tokenizer
-    root = tmp_path_factory.mktemp("device-soup")
-    for i, name in enumerate(("helpful", "harmless")):
-        model = AutoModelForCausalLM.from_pretrained(base_dir)
-        torch.manual_seed(i)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(torch.randn_like(p) * 0.05)
-        model.save_pretrained(root / name)
-        build_tokenizer().save_pretrained(root / name)
-    build(str(base_dir), {"helpful": str(root / "helpful"), "harmless": str(root / "harmless")}, root / "soup")
-    return root / "soup"
-
-
 def test_every_inference_path_goes_through_the_policy(bf16, base_dir, soup_dir):
     import numpy as np
 
