@@ -85,6 +85,9 @@ def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None
         wanted = {k: round(v, 6) for k, v in pref.as_dict().items()}
         kept = cache / f"{len(points):04d}.json" if cache else None
         record = json.loads(kept.read_text()) if kept and kept.is_file() else None
+        if (record is None or record["point"]["preference"] != wanted) and policy.kind == "fixed" and points:
+            # a fixed policy ignores its preference and decodes with the same seed: the same point
+            record = {"point": {**points[0], "preference": wanted}, "tokens": 0, "seconds": 0.0}
         if record is None or record["point"]["preference"] != wanted:
             start = time.time()
             scores, responses, n = rollout(policy, prompts, objectives, pref.as_dict(), generation=generation)

@@ -16,7 +16,8 @@ def base_front(base_dir):
     return trace_front(load_steerable(base_dir), suite, method="base", progress=False)
 
 
-def test_fixed_policy_front_is_one_point_repeated(base_front):
+def test_fixed_policy_front_is_one_point_repeated(base_front, base_dir):
+    import moalign.evals.front as front_module
     points = base_front["points"]
     assert len(points) == 4
     assert all(p["scores"] == points[0]["scores"] for p in points)
@@ -26,6 +27,16 @@ def test_fixed_policy_front_is_one_point_repeated(base_front):
     assert base_front["hypervolume"] == pytest.approx(s["helpful"] * s["harmless"], rel=1e-5)
     assert base_front["pareto_indices"] == [0, 1, 2, 3]
     assert base_front["compute"]["generated_tokens"] > 32
+    # the policy ignores its preference with the same seeded decoding: traced once, not per point
+    suite = load_suite("evals/world.yaml", ["grid=3", "n_prompts=4"])
+    calls = []
+    real = front_module.rollout
+    front_module.rollout = lambda *a, **k: calls.append(a) or real(*a, **k)
+    try:
+        again = trace_front(load_steerable(base_dir), suite, method="base", progress=False)
+    finally:
+        front_module.rollout = real
+    assert len(calls) == 1 and len(again["points"]) == 4
 
 
 def test_front_json_schema_and_round_trip(base_front, tmp_path):
@@ -115,15 +126,15 @@ def test_suite_objectives_must_be_the_checkpoints(tmp_path):
         trace_front(policy, load_suite("evals/world_concise.yaml"), progress=False)
 
 
-def test_an_interrupted_trace_resumes_from_its_points(base_dir, tmp_path, stop_at):
+def test_an_interrupted_trace_resumes_from_its_points(soup_dir, tmp_path, stop_at):
     import moalign.evals.front as front_module
     suite = load_suite("evals/world.yaml", ["grid=3", "n_prompts=8"])
-    policy = load_steerable(base_dir)
-    whole = trace_front(policy, suite, method="base", progress=False)
+    policy = load_steerable(soup_dir)
+    whole = trace_front(policy, suite, method="soup", progress=False)
     calls = stop_at(front_module, "rollout", 3)
     with pytest.raises(KeyboardInterrupt):
-        trace_to(tmp_path / "f", policy, suite, method="base", progress=False)
-    front = trace_to(tmp_path / "f", policy, suite, method="base", progress=False)
+        trace_to(tmp_path / "f", policy, suite, method="soup", progress=False)
+    front = trace_to(tmp_path / "f", policy, suite, method="soup", progress=False)
     assert len(calls) == 3 + 2  # points 0 and 1 were kept
     assert front["points"] == whole["points"] == read_front(tmp_path / "f")["points"]
     assert front["compute"]["generated_tokens"] == whole["compute"]["generated_tokens"]
