@@ -68,7 +68,8 @@ def _convert(gguf: Path, out: Path) -> None:
     model.load_state_dict(loaded.state_dict())
     for key, value in REAL_DECODING.items():
         setattr(model.generation_config, key, value)
-    model.generation_config.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    model.generation_config.pad_token_id = pad
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -106,7 +107,8 @@ def resolve_model(reference: str, progress: bool = True) -> str:
     return resolve(world(ref))
 
 
-def write_model(reference: str, out: str | os.PathLike, overwrite: bool = False, progress: bool = True) -> Path:
+def write_model(reference: str, out: str | os.PathLike, overwrite: bool = False,
+                progress: bool = True) -> Path:
     """A plain HF directory of a base model reference (`smollm2`, a GGUF file, a directory) at `out`."""
     from moalign.files import atomic_dir
     from moalign.models import check_weights

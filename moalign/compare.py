@@ -121,7 +121,8 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
             say(f"[bold]{i + 1}/{len(methods)}[/] train {method}")
             overrides = [f"base_model={base}", f"seed={seed}", *suite_overrides(method, suite.objectives),
                          *(extra or {}).get(method, [])]
-            train_recipe(repo_file(suite.recipes.get(method, METHODS[method])), overrides, out=str(ckpt), overwrite=True, progress=progress)
+            recipe = repo_file(suite.recipes.get(method, METHODS[method]))
+            train_recipe(recipe, overrides, out=str(ckpt), overwrite=True, progress=progress)
             (out / "fronts" / method / "front.json").unlink(missing_ok=True)
         checkpoints[method] = ckpt
 

@@ -92,13 +92,19 @@ def check_system_role(tokenizer) -> None:
     tokenizer._moalign_system_checked = template
 
 
+def _messages(tokenizer, prompt: Prompt, system: str | None) -> list[dict]:
+    """The chat messages of a prompt (a text becomes the user's message), after its system text."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if system is None:
+        return messages
+    check_system_role(tokenizer)
+    return [{"role": "system", "content": system}] + messages
+
+
 def render_prompt(tokenizer, prompt: Prompt, system: str | None = None) -> str:
     """The text the model sees before its answer."""
     if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        if system is not None:
-            check_system_role(tokenizer)
-            messages = [{"role": "system", "content": system}] + messages
+        messages = _messages(tokenizer, prompt, system)
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if not isinstance(prompt, str):
         raise MoalignError("a message-list prompt needs a tokenizer with a chat template")
@@ -113,10 +119,7 @@ def completion_text(tokenizer, prompt: Prompt, response: str, system: str | None
     eos = tokenizer.eos_token or ""
     if getattr(tokenizer, "chat_template", None):
         head = render_prompt(tokenizer, prompt, system)
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        if system is not None:
-            messages = [{"role": "system", "content": system}] + messages
-        messages.append({"role": "assistant", "content": response})
+        messages = _messages(tokenizer, prompt, system) + [{"role": "assistant", "content": response}]
         full = tokenizer.apply_chat_template(messages, tokenize=False)
         if full.startswith(head):
             tail = full[len(head):]
@@ -142,8 +145,9 @@ def decoding(model, **given) -> dict:
     config = getattr(model, "generation_config", None)
     own = {}
     if config is not None and getattr(config, "do_sample", False):
-        own = {"do_sample": True, "temperature": config.temperature if config.temperature is not None else 1.0,
-               "top_p": config.top_p if config.top_p is not None else 1.0, "top_k": config.top_k or 0}
+        temperature = 1.0 if config.temperature is None else config.temperature
+        top_p = 1.0 if config.top_p is None else config.top_p
+        own = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": config.top_k or 0}
     return {**FALLBACK_DECODING, **own, **{k: v for k, v in given.items() if v is not None}}
 
 

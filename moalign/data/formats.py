@@ -1,6 +1,6 @@
 """Data formats: load a file (or a hub dataset) as one of moalign's formats and check it.
 
-See DESIGN.md, "Data formats". `load_data(path, format)` reads JSONL/JSON, Parquet, CSV, a
+See docs/data.md. `load_data(path, format)` reads JSONL/JSON, Parquet, CSV, a
 `save_to_disk` folder or a hub name through `datasets`, renames columns by a column map, and checks
 the rows; anything wrong is a `MoalignError` with one line naming the file, the row and the column.
 Text columns may hold plain strings or chat message lists; a response given as messages becomes the

@@ -1,6 +1,6 @@
 """Trace a steerable policy's front: for each preference, generate on the suite's prompts, score
 every objective, average. The same seeded decoding at every point, so a policy that ignores its
-preference yields one point repeated. Writes `front.json` (DESIGN.md schema) and a plot.
+preference yields one point repeated. Writes `front.json` (the README's "Fronts" schema) and a plot.
 """
 from __future__ import annotations
 

@@ -33,11 +33,14 @@ class PyObjective(Objective):
         try:
             out = np.asarray(self.function(list(prompts), list(responses)), dtype=np.float64).reshape(-1)
         except Exception as e:  # noqa: BLE001 - the user's scorer failed or returned non-numbers
-            raise MoalignError(f"objective {self.spec!r}: the scorer failed ({type(e).__name__}: {e})") from None
+            raise MoalignError(f"objective {self.spec!r}: the scorer failed "
+                               f"({type(e).__name__}: {e})") from None
         if out.shape != (len(responses),):
-            raise MoalignError(f"objective {self.spec!r}: returned {out.size} scores for {len(responses)} responses")
+            raise MoalignError(f"objective {self.spec!r}: returned {out.size} scores for "
+                               f"{len(responses)} responses")
         bad = ~np.isfinite(out) | (out < 0) | (out > 1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise MoalignError(f"objective {self.spec!r}: score {float(out[i])!r} (response {i}) is outside [0, 1]")
+            raise MoalignError(f"objective {self.spec!r}: score {float(out[i])!r} (response {i}) "
+                               "is outside [0, 1]")
         return out

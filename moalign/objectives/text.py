@@ -28,7 +28,9 @@ _vader = None
 
 def expertise(text: str) -> float:
     import textstat
-    return float(np.clip(textstat.flesch_kincaid_grade(text) / GRADE_SCALE, 0.0, 1.0)) if text.strip() else 0.0
+    if not text.strip():
+        return 0.0
+    return float(np.clip(textstat.flesch_kincaid_grade(text) / GRADE_SCALE, 0.0, 1.0))
 
 
 def length(text: str) -> float:

@@ -34,7 +34,8 @@ def ensure_real(seed: int = 0, progress: bool = True) -> Path:
     path = cache_root() / f"real-{seed}-{key}"
     if not (path / "real.json").exists():
         if progress:
-            print(f"building the real-text suite's data into {path} (once; resumes if interrupted)", flush=True)
+            print(f"building the real-text suite's data into {path} (once; resumes if interrupted)",
+                  flush=True)
         with atomic_dir(path, overwrite=True, resume={"real": key}) as tmp:
             build_real(tmp, model, seed=seed, progress=progress)
             shutil.rmtree(tmp / "chunks", ignore_errors=True)

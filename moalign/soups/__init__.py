@@ -1,2 +1,2 @@
 """Rewarded soups: experts fine-tuned from one base, interpolated in weight space (in memory, or
-merged to disk with mergekit). See METHODS.md, "Rewarded soups"."""
+merged to disk with mergekit). See docs/methods/soup.md."""

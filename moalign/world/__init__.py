@@ -1,6 +1,6 @@
 """The embedded default: a seeded synthetic micro-domain with exact objectives, users and a tiny base.
 
-See DESIGN.md, "The embedded default". `build_world(out, seed)` writes the datasets;
+See the README, "The world". `build_world(out, seed)` writes the datasets;
 `moalign.world.scoring` holds the ground-truth objectives; `moalign.world.base` the tiny base model.
 """
 from moalign.errors import MoalignError
