@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,17 +28,22 @@ def ensure_real(seed: int = 0, progress: bool = True) -> Path:
     from moalign.world.base import cache_root
 
     model = resolve_model(BASE, progress)
-    key = hashlib.sha256(json.dumps([VERSION, seed, asdict(RealSizes()), model, TRAIN_ACTIVITIES,
-                                     EVAL_ACTIVITIES, FORMS, STYLES]).encode()).hexdigest()[:12]
+    sizes = RealSizes()
+    sampled = [seed, sizes.sampling(), model, TRAIN_ACTIVITIES, EVAL_ACTIVITIES, FORMS, STYLES]
+    key = _digest([VERSION, asdict(sizes), sampled])
     path = cache_root() / f"real-{seed}-{key}"
     if not (path / "real.json").exists():
+        answers = cache_root() / f"real-answers-{seed}-{_digest(sampled)}"
         if progress:
-            print(f"building the real-text suite's data into {path} (once; resumes if interrupted)",
-                  flush=True)
-        with atomic_dir(path, overwrite=True, resume={"real": key}) as tmp:
-            build_real(tmp, model, seed=seed, progress=progress)
-            shutil.rmtree(tmp / "chunks", ignore_errors=True)
+            print(f"building the real-text suite's data into {path} (once; its sampled answers are"
+                  f" kept in {answers})", flush=True)
+        with atomic_dir(path, overwrite=True, resume={"real": key}) as tmp:  # one builder at a time
+            build_real(tmp, model, seed=seed, sizes=sizes, progress=progress, answers_dir=answers)
     return path
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:12]
 
 
 def resolve(ref: str) -> str:

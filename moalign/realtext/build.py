@@ -5,11 +5,15 @@ Each training question gets `responses_per_prompt` sampled answers, each asked u
 from STYLES (none, short, detailed, expert, simple, warm, grumpy) so that the answers spread over
 every objective, as P-Soups sampled its responses under preference prompts; the stored prompt is
 the question alone. The answers of a question form disjoint pairs. Labels:
-P(response_1 preferred) = sigmoid((r(response_1) - r(response_0)) / temperature).
-Users are P-Soups' eight profiles: one pole of each dimension, their reward the mean of the three.
+P(response_1 preferred) = sigmoid((r(response_1) - r(response_0)) / (temperature * sd(r))),
+with sd(r) the objective's standard deviation over the answers: the labels carry the same signal for
+an objective whose answers spread little (length, when most answers run to the token cap) as for one
+that spreads widely. Users are P-Soups' eight profiles: one pole of each dimension, their reward the
+mean of the three.
 
 Sampling is the slow part (about 15 minutes for the default sizes with SmolLM2 on 2 CPU cores), so
-it is written in chunks into the run's partial directory: an interrupted build resumes.
+it is written in chunks into an answers directory: an interrupted build resumes, and labelling the
+same answers again (other temperatures) samples nothing.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import numpy as np
 
 from moalign.realtext.prompts import EVAL_ACTIVITIES, TRAIN_ACTIVITIES, questions
 
-VERSION = 1
+VERSION = 2
 DIMENSIONS = (("expert", "elementary"), ("informative", "concise"), ("friendly", "unfriendly"))
 POLES = tuple(p for d in DIMENSIONS for p in d)
 STYLES = (None, "Answer in one or two short sentences.",
@@ -40,8 +44,12 @@ class RealSizes:
     eval_prompts: int | None = None  # held-out questions (None: all 32)
     responses_per_prompt: int = 4
     max_new_tokens: int = 96
-    label_temperature: float = 0.1
-    user_temperature: float = 0.05
+    label_temperature: float = 0.25  # in standard deviations of the objective over the answers
+    user_temperature: float = 0.25  # in standard deviations of the user's reward over the answers
+
+    def sampling(self) -> list:
+        """What the answers depend on (the labels' temperatures do not)."""
+        return [self.prompts, self.responses_per_prompt, self.max_new_tokens]
 
 
 def profiles() -> list[dict]:
@@ -52,6 +60,11 @@ def profiles() -> list[dict]:
 
 def _bt(rng, r0: float, r1: float, temperature: float) -> int:
     return int(rng.random() < 1.0 / (1.0 + np.exp(-(r1 - r0) / temperature)))
+
+
+def _scaled(temperature: float, values) -> float:
+    """A temperature in units of the values' standard deviation (1e-6 floor: constant scores)."""
+    return temperature * max(float(np.std(values)), 1e-6)
 
 
 def _sample(model_path: str, jobs: list[tuple[str, str | None]], sizes: RealSizes, chunks: Path,
@@ -80,18 +93,23 @@ def _score(prompts: list[str], responses: list[str]) -> dict[str, np.ndarray]:
 
 
 def build_real(out: Path, model_path: str, *, seed: int = 0, sizes: RealSizes | None = None,
-               progress: bool = True) -> dict:
-    """Write real.json and the datasets under `out`, sampling answers from `model_path`."""
+               progress: bool = True, answers_dir: Path | None = None) -> dict:
+    """Write real.json and the datasets under `out`, sampling answers from `model_path` in chunks
+    kept in `answers_dir` (default out/chunks)."""
     sizes = sizes or RealSizes()
     rng = np.random.default_rng(seed)
     train = questions(TRAIN_ACTIVITIES)[:sizes.prompts]
     evals = questions(EVAL_ACTIVITIES)[:sizes.eval_prompts]
     k = sizes.responses_per_prompt
     jobs = [(q, STYLES[int(rng.integers(len(STYLES)))]) for q in train for _ in range(k)]
-    answers = _sample(model_path, jobs, sizes, out / "chunks", seed, progress)
+    answers = _sample(model_path, jobs, sizes, answers_dir or out / "chunks", seed, progress)
     prompts = [q for q, _ in jobs]
     scores = _score(prompts, answers)
     users = profiles()
+    temp = {p: _scaled(sizes.label_temperature, scores[p]) for p in POLES}
+    mean_temp = _scaled(sizes.label_temperature, np.mean([scores[p] for p in POLES], axis=0))
+    rewards = {u["id"]: sum(w * scores[p] for p, w in u["weights"].items()) for u in users}
+    user_temp = {u: _scaled(sizes.user_temperature, r) for u, r in rewards.items()}
     files: dict[str, list[dict]] = {"prompts": [{"prompt": q} for q in train],
                                     "eval_prompts": [{"prompt": q} for q in evals],
                                     "sft": [{"prompt": q, "response": a} for q, a in zip(prompts, answers)],
@@ -105,15 +123,15 @@ def build_real(out: Path, model_path: str, *, seed: int = 0, sizes: RealSizes | 
             continue
         row = {"prompt": prompts[i], "response_0": answers[i], "response_1": answers[j]}
         for p in POLES:
-            row[f"better_{p}"] = _bt(rng, scores[p][i], scores[p][j], sizes.label_temperature)
+            row[f"better_{p}"] = _bt(rng, scores[p][i], scores[p][j], temp[p])
         files["pairwise_multi"].append(row)
         mean = [float(np.mean([scores[p][x] for p in POLES])) for x in (i, j)]
-        win = _bt(rng, mean[0], mean[1], sizes.label_temperature)
+        win = _bt(rng, mean[0], mean[1], mean_temp)
         files["pairwise"].append({"prompt": prompts[i], "chosen": answers[(i, j)[win]],
                                   "rejected": answers[(j, i)[win]]})
         user = users[n % len(users)]
-        r = [sum(w * scores[p][x] for p, w in user["weights"].items()) for x in (i, j)]
-        win = _bt(rng, r[0], r[1], sizes.user_temperature)
+        r = rewards[user["id"]]
+        win = _bt(rng, r[i], r[j], user_temp[user["id"]])
         files["user_pairwise"].append({"user_id": user["id"], "prompt": prompts[i],
                                        "chosen": answers[(i, j)[win]], "rejected": answers[(j, i)[win]]})
     data = out / "data"
