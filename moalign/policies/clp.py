@@ -18,7 +18,6 @@ Deviations: GRPO instead of the paper's policy-gradient setup; w is drawn per ge
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -174,13 +173,15 @@ def _trainer_class(algorithm: str):
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
     from moalign.conditioning import add_missing_tokens
-    from moalign.files import atomic_dir
+    from moalign.files import Stopwatch, atomic_dir
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.preference import grid
     from moalign.soups.experts import reward_functions, rl_args, rl_dataset
+    from transformers import set_seed
+
     from moalign.training import base_path, quiet
 
-    start = time.time()
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     steering = {"kind": "parameters", "conditioning": cfg.conditioning, "objectives": names}
@@ -193,7 +194,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 tok, model, [weights_text(names, p.weights) for p in grid(names, 4)]):
             model.save_pretrained(tmp / "base")  # new embedding rows: the checkpoint keeps its own base
         args = rl_args(cfg.rl, [1.0 / len(names)] * len(names), tmp / "_trainer", seed=cfg.seed, progress=progress,
-                       beta=0.0)  # seeds the adapters' initialisation too
+                       beta=0.0)
+        set_seed(cfg.seed)  # the adapters' initialisation
         model = attach_adapters(model, adapters, cfg.lora).train()
         trainer = _trainer_class(cfg.rl.algorithm)(model=model, reward_funcs=reward_functions(cfg.objectives),
                                                    args=args, train_dataset=data, processing_class=tok)
@@ -204,5 +206,5 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             model.save_pretrained(tmp / "adapters", selected_adapters=[name])
         tok.save_pretrained(tmp)
         Manifest(method="clp", objectives=names, steering=steering, base_model=base, recipe=recipe or cfg.model_dump(),
-                 metrics={"train_seconds": round(time.time() - start, 2), "rl_steps": cfg.rl.steps}).write(tmp)
+                 metrics={"train_seconds": watch.seconds(), "rl_steps": cfg.rl.steps}).write(tmp)
     return out

@@ -162,25 +162,24 @@ def _reward_fn(cfg: Config, base: str, names: list[str]):
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    import time
 
     from moalign.conditioning import generate_conditioned
     from moalign.data import load_data
-    from moalign.files import atomic_dir, chain_step, end_chain
+    from moalign.files import Stopwatch, atomic_dir, chain_step, end_chain
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.policies.sft import fit
     from moalign.steerable import Manifest
     from moalign.training import base_path
     from moalign.world import resolve
 
-    start = time.time()
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     steering = {"kind": "prompt", "conditioner": "dpa", "objectives": names}
     rewards, metrics = _reward_fn(cfg, base, names)
     pool = list(load_data(resolve(cfg.prompts), "prompts")["prompt"])
     rng = np.random.default_rng(cfg.seed)
-    rounds, seconds = [], time.time() - start
+    rounds = []
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         for r in range(cfg.rounds):
             def one_round(where: Path, current: str, r=r) -> dict:
@@ -205,14 +204,12 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                     "mean_utility": round(float(utility.mean()), 4),
                     "kept_mean_scores": dict(zip(names, chosen.mean(0).round(4).tolist()))}}
 
-            record = chain_step(tmp, r, one_round, first=base, rng=rng)
-            rounds.append(record["metrics"])
-            seconds += record["seconds"]
+            rounds.append(chain_step(tmp, r, one_round, first=base, rng=rng, watch=watch)["metrics"])
             if progress:
                 print(f"DPA round {r + 1}/{cfg.rounds}: best-of-{cfg.k} utility "
                       f"{rounds[-1]['best_of_k_utility']} (mean {rounds[-1]['mean_utility']})")
         end_chain(tmp, cfg.rounds - 1)
         Manifest(method="dpa", objectives=names, steering=steering, base_model=base,
                  recipe=recipe or cfg.model_dump(),
-                 metrics={"train_seconds": round(seconds, 2), "rounds": rounds, **metrics}).write(tmp)
+                 metrics={"train_seconds": watch.seconds(), "rounds": rounds, **metrics}).write(tmp)
     return out

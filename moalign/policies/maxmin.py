@@ -30,7 +30,6 @@ Deviations from the paper and the authors' code:
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -233,11 +232,12 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
           recipe: dict | None = None) -> Path:
     from moalign.errors import MoalignError
     from moalign.features import Featurizer
-    from moalign.files import atomic_dir, step
+    from moalign.files import Stopwatch, atomic_dir, step
     from moalign.soups.experts import train_rl_on
     from moalign.training import base_path
     from moalign.users import load_user_rows, user_pairs, world_users, write_user_checkpoint, write_user_model
 
+    watch = Stopwatch()
     log = print if progress else (lambda *_: None)
     base = base_path(cfg.base_model)
     rows, by_user = load_user_rows(cfg.data, cfg.columns)
@@ -246,7 +246,6 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     rng = np.random.default_rng(cfg.seed)
     split = {u: rng.random(len(ps)) < cfg.heldout for u, ps in by_user.items()}
 
-    start = time.time()
     featurizer = Featurizer(base_path(cfg.features) if cfg.features else base, pooling=cfg.pooling)
     feats = {}
     for u, ps in by_user.items():
@@ -278,7 +277,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     log(f"MaxMin groups: sizes {metrics['group_sizes']}, held-out accuracy {metrics['heldout_accuracy']} "
         f"(pooled model {metrics['heldout_accuracy_pooled']})" +
         (f", purity {metrics['purity']}" if "purity" in metrics else ""))
-    metrics["reward_seconds"] = round(time.time() - start, 2)
+    metrics["reward_seconds"] = watch.seconds()
 
     pairs = user_pairs(rows)
     spec_users = {u: {"group": int(assign[u]), "pairs": len(by_user[u])} for u in by_user}
@@ -297,28 +296,30 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 seconds = train_rl_on(base, [reward], [1.0], cfg.rl, tmp / name, seed=cfg.seed, progress=progress)
                 (tmp / name / "worst_group_picks.json").write_text(json.dumps(reward.chosen) + "\n")
                 return seconds
-            return round(step(tmp / name, run), 2)  # a resumed run keeps a finished one
+            return round(step(tmp / name, run, watch), 2)  # a resumed run keeps a finished one
 
         policy_dir = "policy"
         if cfg.baseline:
             log("single reward model RLHF (baseline)")
-            metrics["baseline_train_seconds"] = rl(rl_reward("pooled", pooled), "baseline")
+            with watch.excluded():  # a comparison, not MaxMin's training
+                metrics["baseline_train_seconds"] = rl(rl_reward("pooled", pooled), "baseline")
         if cfg.policy != "none":
             log(f"max-min policy ({cfg.policy})")
             reward = rl_reward(cfg.policy, heads)
-            metrics["train_seconds"] = rl(reward, "policy")
+            rl(reward, "policy")
             picks = json.loads((tmp / "policy" / "worst_group_picks.json").read_text())
             metrics["worst_group_picks"] = [picks.count(g) for g in range(cfg.groups)]
         else:
             policy_dir = base
         if world:
-            gt = {"base": world_group_rewards(world[1], base, cfg.seed)}
-            for name in ("baseline", "policy"):
-                if (tmp / name).exists():
-                    gt[name] = world_group_rewards(world[1], str(tmp / name), cfg.seed)
+            with watch.excluded():
+                gt = {"base": world_group_rewards(world[1], base, cfg.seed)}
+                for name in ("baseline", "policy"):
+                    if (tmp / name).exists():
+                        gt[name] = world_group_rewards(world[1], str(tmp / name), cfg.seed)
             metrics["ground_truth"] = gt
             log(f"ground-truth group rewards: {gt}")
-        metrics["train_seconds"] = round(metrics.get("train_seconds", 0.0) + metrics["reward_seconds"], 2)
+        metrics["train_seconds"] = watch.seconds()
         write_user_checkpoint(tmp, method="maxmin", policy=policy_dir, objectives=list(cfg.objectives), base=base,
                               rerank=cfg.rerank, recipe=recipe or cfg.model_dump(), metrics=metrics)
         (tmp / "maxmin.json").write_text(json.dumps(metrics, indent=1) + "\n")

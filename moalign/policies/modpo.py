@@ -132,7 +132,7 @@ def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor],
     from trl import DPOConfig
 
     from moalign.models import completion_text, load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, train_and_save, trainer_kwargs
+    from moalign.training import quiet, seeded, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base, train=True)
@@ -148,14 +148,15 @@ def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor],
                      beta=beta / w_k, loss_type=[cfg.loss_type], per_device_train_batch_size=cfg.batch_size,
                      lr_scheduler_type="constant", precompute_ref_log_probs=True,
                      **trainer_kwargs(out / "_trainer", seed=cfg.seed, progress=progress))
-    trainer = quiet(_trainer_class()(model=model, args=args, train_dataset=data, processing_class=tok,
-                                     peft_config=cfg.lora.peft() if cfg.lora else None, margin_beta=beta), progress)
+    trainer = seeded(_trainer_class(), cfg.seed, model=model, args=args, train_dataset=data, processing_class=tok,
+                     peft_config=cfg.lora.peft() if cfg.lora else None, margin_beta=beta)
+    quiet(trainer, progress)
     return train_and_save(trainer, out, tok)
 
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import atomic_dir, step
+    from moalign.files import Stopwatch, atomic_dir, step
     from moalign.objectives import get_objective
     from moalign.policies.reward_model import fit as fit_reward_model
     from moalign.preference import grid
@@ -163,6 +164,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     from moalign.soups.soup import write_manifest
     from moalign.training import base_path
 
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     k = cfg.train_on
     others = [j for j in cfg.objectives if j != k]
@@ -176,8 +178,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         for j in others:
             source, where = cfg.margins.get(j, "dpo"), tmp / "margins" / j
 
-            def margin(j=j, source=source, where=where) -> float:  # wall seconds, setup included
-                start = time.time()
+            def margin(j=j, source=source, where=where) -> None:
                 if source == "dpo":
                     train_dpo(base, j, margin_dpo, where, lora=cfg.lora, seed=cfg.seed, progress=progress,
                               pairs=margin_pairs[j])
@@ -185,9 +186,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                     fit_reward_model(base, pairs[j], where, epochs=cfg.margin_dpo.epochs,
                                      learning_rate=cfg.margin_dpo.learning_rate,
                                      batch_size=cfg.margin_dpo.batch_size, seed=cfg.seed, progress=progress)
-                return time.time() - start
 
-            trained = step(where, margin) if source in ("dpo", "reward_model") else 0.0
+            trained = step(where, margin, watch) if source in ("dpo", "reward_model") else 0.0
             start = time.time()
             if source == "dpo":
                 spec = f"implicit:{where}?ref={base}&beta={cfg.margin_dpo.beta}"
@@ -218,18 +218,16 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                              margin_rejected=sum(w[j] * rewards[j, kk][1][n] for j in active))
                         for n, p in enumerate(pairs[kk])]
 
-                def point(kk=kk, rows=rows, w=w, rel=rel):
-                    start = time.time()
+                def point(kk=kk, rows=rows, w=w, rel=rel) -> None:
                     if kk not in refs:  # scored once per pair set, and counted in the first point's seconds
                         refs[kk] = reference_logps(base, pairs[kk])
-                    ref_seconds = time.time() - start
-                    return ref_seconds + _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
+                    _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
 
-                seconds[rel] = step(tmp / rel, point)
+                seconds[rel] = step(tmp / rel, point, watch)
             anchors.append({"preference": w, "path": rel})
         write_manifest(tmp, method="modpo", objectives=list(cfg.objectives), base=base, anchors=anchors,
                        tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",
                        recipe=recipe or cfg.model_dump(),
-                       metrics={"train_seconds": round(sum(seconds.values()), 2),
+                       metrics={"train_seconds": watch.seconds(),
                                 "seconds": {k2: round(v, 2) for k2, v in seconds.items()}})
     return out

@@ -33,11 +33,12 @@ class Config(Strict):
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import atomic_dir, step
+    from moalign.files import Stopwatch, atomic_dir, step
     from moalign.preference import grid
     from moalign.soups.soup import write_manifest
     from moalign.training import base_path
 
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     prefs = grid(names, cfg.grid)
@@ -48,10 +49,11 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 print(f"MORLHF point {i + 1}/{len(prefs)}: {pref}")
             rel = f"points/{i:02d}"
             seconds.append(step(tmp / rel, lambda: train_rl(base, cfg.objectives, list(pref.weights), cfg.rl, tmp / rel,
-                                                            lora=cfg.lora, seed=cfg.seed, progress=progress)))
+                                                            lora=cfg.lora, seed=cfg.seed, progress=progress),
+                                 watch))
             anchors.append({"preference": pref.as_dict(), "path": rel})
         write_manifest(tmp, method="morlhf", objectives=names, base=base, anchors=anchors, tokenizer=anchors[0]["path"],
                        semantics="lora-cat" if cfg.lora else "full", recipe=recipe or cfg.model_dump(),
-                       metrics={"train_seconds": round(sum(seconds), 2),
+                       metrics={"train_seconds": watch.seconds(),
                                 "point_seconds": [round(s, 2) for s in seconds]})
     return out

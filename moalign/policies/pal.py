@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -222,10 +221,11 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
           recipe: dict | None = None) -> Path:
     from moalign.errors import MoalignError
     from moalign.features import Featurizer
-    from moalign.files import atomic_dir
+    from moalign.files import Stopwatch, atomic_dir
     from moalign.training import base_path
     from moalign.users import load_user_rows, user_pairs, world_users, write_user_checkpoint, write_user_model
 
+    watch = Stopwatch()
     log = print if progress else (lambda *_: None)
     base = base_path(cfg.base_model)
     policy = None
@@ -242,7 +242,6 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     if not seen:
         raise MoalignError("pal: no users left to train on (lower new_users)")
 
-    start = time.time()
     featurizer = Featurizer(base_path(cfg.features) if cfg.features else base, pooling=cfg.pooling)
 
     def embed(pairs):
@@ -285,41 +284,41 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     settings = dict(epochs=cfg.epochs, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, seed=cfg.seed,
                     user_learning_rate=cfg.user_learning_rate, patience=cfg.patience)
     losses = fit(model, train_b, validation=batches(seen, val.get, index.get, 10 ** 6), progress=progress, **settings)
-    torch.manual_seed(cfg.seed)
-    single = PAL(d, users=1, **{**arch, "prototypes": 1})
-    fit(single, batches(seen, fit_mask, lambda u: 0, cfg.batch_size),
-        validation=batches(seen, val.get, lambda u: 0, 10 ** 6), **settings)
+    with watch.excluded():  # the single-reward-model baseline and the accuracies are the report
+        torch.manual_seed(cfg.seed)
+        single = PAL(d, users=1, **{**arch, "prototypes": 1})
+        fit(single, batches(seen, fit_mask, lambda u: 0, cfg.batch_size),
+            validation=batches(seen, val.get, lambda u: 0, 10 ** 6), **settings)
 
-    metrics: dict = {"epochs": len(losses), "final_loss": round(losses[-1], 4), "seen_users": len(seen), "new_users": sorted(new)}
-    per_user = {u: accuracy(model, batches([u], lambda v: split[v], index.get, 10 ** 6)) for u in seen}
-    per_user_single = {u: accuracy(single, batches([u], lambda v: split[v], lambda v: 0, 10 ** 6)) for u in seen}
-    new_acc, k = {}, cfg.few_shot
-    for u in sorted(new):  # fitted from their first k pairs, measured on the rest
-        px, cx, rx = (t(x) for x in feats[u])
-        logits = fit_new_user(model, px[:k], cx[:k], rx[:k], seed=cfg.seed)
-        n = len(px) - k
-        new_acc[u] = accuracy(model, [(torch.zeros(n, dtype=torch.long), px[k:], cx[k:], rx[k:])], logits.expand(n, -1))
-    pool = lambda accs: round(float(np.concatenate(list(accs)).mean()), 4) if accs else None  # noqa: E731
-    metrics.update(seen_accuracy=pool(per_user.values()), single_rm_accuracy=pool(per_user_single.values()),
-                   new_user_accuracy=pool(new_acc.values()))
-    world = world_users(cfg.data)
-    if world:
-        wusers = world[0]
-        held = lambda u: [p for p, m in zip(by_user[u], split[u]) if m]  # noqa: E731
-        oracle = {u: [_oracle(wusers, u, p) for p in held(u)] for u in seen}
-        oracle_new = {u: [_oracle(wusers, u, p) for p in by_user[u][k:]] for u in new}
-        mean_of = lambda d, us: float(np.mean([x for u in us for x in d[u]])) if us else None  # noqa: E731
-        minority = [u for u in seen if wusers[u]["group"] == "minority"]
-        metrics.update(
-            oracle_accuracy=round(mean_of(oracle, seen), 4),
-            seen_vs_oracle=round(metrics["seen_accuracy"] / mean_of(oracle, seen), 4),
-            minority_accuracy=round(mean_of(per_user, minority), 4) if minority else None,
-            minority_single_rm_accuracy=round(mean_of(per_user_single, minority), 4) if minority else None,
-            minority_oracle_accuracy=round(mean_of(oracle, minority), 4) if minority else None)
-        if new:
-            metrics["new_user_oracle_accuracy"] = round(mean_of(oracle_new, list(new)), 4)
-            metrics["new_user_vs_oracle"] = round(metrics["new_user_accuracy"] / metrics["new_user_oracle_accuracy"], 4)
-    metrics["train_seconds"] = round(time.time() - start, 2)
+        metrics: dict = {"epochs": len(losses), "final_loss": round(losses[-1], 4), "seen_users": len(seen), "new_users": sorted(new)}
+        per_user = {u: accuracy(model, batches([u], lambda v: split[v], index.get, 10 ** 6)) for u in seen}
+        per_user_single = {u: accuracy(single, batches([u], lambda v: split[v], lambda v: 0, 10 ** 6)) for u in seen}
+        new_acc, k = {}, cfg.few_shot
+        for u in sorted(new):  # fitted from their first k pairs, measured on the rest
+            px, cx, rx = (t(x) for x in feats[u])
+            logits = fit_new_user(model, px[:k], cx[:k], rx[:k], seed=cfg.seed)
+            n = len(px) - k
+            new_acc[u] = accuracy(model, [(torch.zeros(n, dtype=torch.long), px[k:], cx[k:], rx[k:])], logits.expand(n, -1))
+        pool = lambda accs: round(float(np.concatenate(list(accs)).mean()), 4) if accs else None  # noqa: E731
+        metrics.update(seen_accuracy=pool(per_user.values()), single_rm_accuracy=pool(per_user_single.values()),
+                       new_user_accuracy=pool(new_acc.values()))
+        world = world_users(cfg.data)
+        if world:
+            wusers = world[0]
+            held = lambda u: [p for p, m in zip(by_user[u], split[u]) if m]  # noqa: E731
+            oracle = {u: [_oracle(wusers, u, p) for p in held(u)] for u in seen}
+            oracle_new = {u: [_oracle(wusers, u, p) for p in by_user[u][k:]] for u in new}
+            mean_of = lambda d, us: float(np.mean([x for u in us for x in d[u]])) if us else None  # noqa: E731
+            minority = [u for u in seen if wusers[u]["group"] == "minority"]
+            metrics.update(
+                oracle_accuracy=round(mean_of(oracle, seen), 4),
+                seen_vs_oracle=round(metrics["seen_accuracy"] / mean_of(oracle, seen), 4),
+                minority_accuracy=round(mean_of(per_user, minority), 4) if minority else None,
+                minority_single_rm_accuracy=round(mean_of(per_user_single, minority), 4) if minority else None,
+                minority_oracle_accuracy=round(mean_of(oracle, minority), 4) if minority else None)
+            if new:
+                metrics["new_user_oracle_accuracy"] = round(mean_of(oracle_new, list(new)), 4)
+                metrics["new_user_vs_oracle"] = round(metrics["new_user_accuracy"] / metrics["new_user_oracle_accuracy"], 4)
     log("PAL: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if "accuracy" in k or "oracle" in k))
 
     with atomic_dir(out, overwrite) as tmp:
@@ -330,6 +329,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                          pairs=user_pairs(rows), seed=cfg.seed,
                          spec={"method": "pal", "architecture": arch, "users": users}, model=model, mean=mean, std=std)
         rerank = cfg.rerank if cfg.rerank is not None else (0 if policy else 8)
+        metrics["train_seconds"] = watch.seconds()
         write_user_checkpoint(tmp, method="pal", policy=policy or base, objectives=list(cfg.objectives), base=base,
                               rerank=rerank, recipe=recipe or cfg.model_dump(), metrics=metrics)
         (tmp / "pal.json").write_text(json.dumps(metrics, indent=1) + "\n")

@@ -61,11 +61,12 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
 
     from moalign.data import load_data, to_pairwise
     from moalign.errors import MoalignError
-    from moalign.files import atomic_dir
+    from moalign.files import Stopwatch, atomic_dir
     from moalign.objectives import get_objective
     from moalign.training import base_path
     from moalign.world import resolve as world
 
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     if cfg.format == "pairwise_multi":
         if not cfg.objective:
@@ -79,9 +80,9 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     n_held = int(len(pairs) * cfg.heldout)
     held, train_pairs = [pairs[i] for i in order[:n_held]], [pairs[i] for i in order[n_held:]]
     with atomic_dir(out, overwrite) as tmp:
-        seconds = fit(base, train_pairs, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-                      batch_size=cfg.batch_size, seed=cfg.seed, progress=progress)
-        accuracy = None
+        fit(base, train_pairs, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+            batch_size=cfg.batch_size, seed=cfg.seed, progress=progress)
+        seconds, accuracy = watch.seconds(), None
         if held:
             rm = get_objective(f"hf:{tmp}", cfg.objective or "reward")
             prompts = [p["prompt"] for p in held]
@@ -89,6 +90,6 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             accuracy = round(float(np.mean(margin > 0)), 4)
         (tmp / "reward_model.json").write_text(json.dumps(
             {"method": "reward_model", "base_model": base, "recipe": recipe or cfg.model_dump(),
-             "metrics": {"train_seconds": round(seconds, 2), "heldout_pairs": n_held,
+             "metrics": {"train_seconds": seconds, "heldout_pairs": n_held,
                          "heldout_accuracy": accuracy}}, indent=1) + "\n")
     return out

@@ -110,11 +110,10 @@ def _rows(names, prompts, responses, normalised) -> list[dict]:
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    import time
 
     from moalign.conditioning import generate_conditioned, pareto_leading, score_matrix
     from moalign.data import load_data
-    from moalign.files import atomic_dir, chain_step, end_chain
+    from moalign.files import Stopwatch, atomic_dir, chain_step, end_chain
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.objectives import get_objective
     from moalign.policies.sft import fit
@@ -122,7 +121,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     from moalign.training import base_path
     from moalign.world import resolve
 
-    start = time.time()
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     names, prompts, responses, raw = _offline(cfg)
     mean, std = raw.mean(axis=0), raw.std(axis=0)
@@ -137,7 +136,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     sft = dict(batch_size=cfg.batch_size, max_length=cfg.max_length, lora=cfg.lora, progress=progress)
     objectives = {n: get_objective(s, n) for n, s in cfg.objectives.items()}
     rng = np.random.default_rng(cfg.seed)
-    stages, seconds = [], time.time() - start
+    stages = []
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         def offline_stage(where: Path, current: str) -> dict:
             if progress:
@@ -170,11 +169,9 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         pool = list(load_data(resolve(cfg.online.prompts), "prompts")["prompt"])
         for i in range(cfg.online.iterations + 1):
             run = offline_stage if i == 0 else (lambda where, current, it=i - 1: online_stage(where, current, it))
-            record = chain_step(tmp, i, run, first=base, rng=rng)
-            stages.append(record["stage"])
-            seconds += record["seconds"]
+            stages.append(chain_step(tmp, i, run, first=base, rng=rng, watch=watch)["stage"])
         end_chain(tmp, cfg.online.iterations)
         Manifest(method="ric", objectives=names, steering=steering, base_model=base,
                  recipe=recipe or cfg.model_dump(),
-                 metrics={"train_seconds": round(seconds, 2), "stages": stages}).write(tmp)
+                 metrics={"train_seconds": watch.seconds(), "stages": stages}).write(tmp)
     return out

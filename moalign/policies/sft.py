@@ -55,7 +55,7 @@ def fit(model_path: str, rows: list[dict], out: Path, *, epochs: float, learning
     from moalign.conditioning import add_missing_tokens
     from moalign.errors import MoalignError
     from moalign.models import completion_text, load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, train_and_save, trainer_kwargs
+    from moalign.training import quiet, seeded, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(model_path)
     model = load_causal_lm(model_path, train=True).train()
@@ -68,28 +68,29 @@ def fit(model_path: str, rows: list[dict], out: Path, *, epochs: float, learning
     args = SFTConfig(num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
                      learning_rate=learning_rate, lr_scheduler_type="constant", max_length=max_length,
                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
-    trainer = quiet(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
-                               peft_config=lora.peft() if lora else None), progress)
+    trainer = quiet(seeded(SFTTrainer, seed, model=model, args=args, train_dataset=data, processing_class=tok,
+                           peft_config=lora.peft() if lora else None), progress)
     return train_and_save(trainer, out, tok, merge_lora=lora is not None)
 
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
     from moalign.data import load_data
-    from moalign.files import atomic_dir
+    from moalign.files import Stopwatch, atomic_dir
     from moalign.steerable import Manifest
     from moalign.training import base_path
     from moalign.world import resolve as world
 
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     ds = load_data(world(cfg.data), cfg.format, columns=cfg.columns)
     key = "response" if cfg.format == "sft" else "chosen"
     rows = [{"prompt": r["prompt"], "response": r[key]} for r in ds]
     with atomic_dir(out, overwrite) as tmp:
-        seconds = fit(base, rows, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        fit(base, rows, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                       batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed, lora=cfg.lora,
                       max_steps=cfg.max_steps, progress=progress)
         Manifest(method="sft", objectives=cfg.objectives, steering={"kind": "fixed"}, base_model=base,
-                 recipe=recipe or cfg.model_dump(), metrics={"train_seconds": round(seconds, 2),
+                 recipe=recipe or cfg.model_dump(), metrics={"train_seconds": watch.seconds(),
                                                              "examples": len(rows)}).write(tmp)
     return out

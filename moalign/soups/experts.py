@@ -109,15 +109,15 @@ def train_rl_on(base: str, reward_funcs: list, weights: list[float], cfg: RL, ou
     from trl import GRPOTrainer, RLOOTrainer
 
     from moalign.models import load_causal_lm, load_tokenizer
-    from moalign.training import quiet, train_and_save
+    from moalign.training import quiet, seeded, train_and_save
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base, train=True).train()
     trainer_cls = GRPOTrainer if cfg.algorithm == "grpo" else RLOOTrainer
     args = rl_args(cfg, weights, out / "_trainer", seed=seed, progress=progress)
-    trainer = quiet(trainer_cls(model=model, reward_funcs=reward_funcs, args=args,
-                                train_dataset=rl_dataset(tok, cfg), processing_class=tok,
-                                peft_config=lora.peft() if lora else None), progress)
+    trainer = quiet(seeded(trainer_cls, seed, model=model, reward_funcs=reward_funcs, args=args,
+                           train_dataset=rl_dataset(tok, cfg), processing_class=tok,
+                           peft_config=lora.peft() if lora else None), progress)
     return train_and_save(trainer, out, tok)
 
 
@@ -136,7 +136,7 @@ def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | No
     from trl import DPOConfig, DPOTrainer
 
     from moalign.models import completion_text, load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, train_and_save, trainer_kwargs
+    from moalign.training import quiet, seeded, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base, train=True).train()
@@ -147,6 +147,6 @@ def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | No
     args = DPOConfig(num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                      beta=cfg.beta, per_device_train_batch_size=cfg.batch_size, lr_scheduler_type="constant",
                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
-    trainer = quiet(DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
-                               peft_config=lora.peft() if lora else None), progress)
+    trainer = quiet(seeded(DPOTrainer, seed, model=model, args=args, train_dataset=data, processing_class=tok,
+                           peft_config=lora.peft() if lora else None), progress)
     return train_and_save(trainer, out, tok)

@@ -46,9 +46,10 @@ def write_manifest(directory: Path, *, method: str, objectives: list[str], base:
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import atomic_dir, step
+    from moalign.files import Stopwatch, atomic_dir, step
     from moalign.training import base_path
 
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     # every DPO expert's pairs, checked before the first expert trains
@@ -61,15 +62,17 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             target = tmp / "experts" / name
             if isinstance(cfg.expert, RL):
                 seconds[name] = step(target, lambda: train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.expert,
-                                                              target, lora=cfg.lora, seed=cfg.seed, progress=progress))
+                                                              target, lora=cfg.lora, seed=cfg.seed, progress=progress),
+                                     watch)
             else:
                 seconds[name] = step(target, lambda: train_dpo(base, name, cfg.expert, target, lora=cfg.lora,
-                                                               seed=cfg.seed, progress=progress, pairs=pairs[name]))
+                                                               seed=cfg.seed, progress=progress, pairs=pairs[name]),
+                                     watch)
         paths = {n: f"experts/{n}" for n in names}
         write_manifest(tmp, method="soup", objectives=names, base=base, anchors=anchors_at_vertices(names, paths),
                        tokenizer=paths[names[0]], semantics="lora-cat" if cfg.lora else "full",
                        recipe=recipe or cfg.model_dump(),
-                       metrics={"train_seconds": round(sum(seconds.values()), 2),
+                       metrics={"train_seconds": watch.seconds(),
                                 "expert_seconds": {k: round(v, 2) for k, v in seconds.items()}})
     return out
 

@@ -1,4 +1,6 @@
 """Training soups and MORLHF fronts end to end, a few steps each (the full runs are in the README)."""
+import time
+
 import pytest
 import torch
 from peft import PeftModel
@@ -31,10 +33,14 @@ def test_grpo_soup_experts_train_and_differ(base_dir, tmp_path):
 
 
 def test_lora_dpo_soup_is_peft_cat_combination(base_dir, tmp_path):
+    start = time.time()
     out = train_recipe("soups/world_dpo.yaml", [f"base_model={base_dir}", "expert.max_steps=3", "expert.batch_size=8",
                                                 "expert.learning_rate=5e-3", "lora.r=4", "lora.alpha=8"],
                        out=str(tmp_path / "soup"), progress=False)
+    wall = time.time() - start
     soup = load_steerable(out)
+    # train_seconds is the whole training (loading, pairs, saving), not the trainers' train() calls
+    assert 0.9 * wall <= soup.manifest.metrics["train_seconds"] <= wall
     assert soup.manifest.steering["semantics"] == "lora-cat"
     assert all((p / "adapter_config.json").exists() for p in soup.anchor_paths)
     w = {"helpful": 0.3, "harmless": 0.7}
@@ -75,7 +81,9 @@ def test_morlhf_resumes_after_a_crash_without_retraining_finished_points(base_di
     assert [c[2] for c in calls] == [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]  # point 00 was not trained again
     front = load_steerable(out)
     assert torch.equal(_flat(AutoModelForCausalLM.from_pretrained(front.anchor_paths[0])), first)
-    assert all(s > 0 for s in front.manifest.metrics["point_seconds"])  # the kept point's seconds too
+    seconds = front.manifest.metrics
+    assert all(s > 0 for s in seconds["point_seconds"])  # the kept point's seconds too
+    assert seconds["train_seconds"] >= sum(seconds["point_seconds"])  # the crashed attempt's point counts
 
 
 @pytest.mark.slow
