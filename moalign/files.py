@@ -48,7 +48,8 @@ def _exclusive(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise MoalignError(f"{out}: another run is writing it; wait for it to finish or stop it") from None
+            raise MoalignError(f"{out}: another run is writing it; wait for it to finish "
+                               "or stop it") from None
         try:
             yield
         finally:
@@ -88,7 +89,8 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: dict | N
         if resumable:
             stack.enter_context(_exclusive(out))
             tmp = out.parent / f".{out.name}.partial"
-            _partial(tmp, hashlib.sha256(json.dumps(resume, sort_keys=True, default=str).encode()).hexdigest(),
+            _partial(tmp,
+                     hashlib.sha256(json.dumps(resume, sort_keys=True, default=str).encode()).hexdigest(),
                      out.name)
         else:
             tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -98,7 +100,8 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: dict | N
             yield tmp
         except BaseException:
             if resumable and any(p.name != _KEY for p in tmp.iterdir()):
-                print(f"finished steps are kept in {tmp}; the same command continues from them", file=sys.stderr)
+                print(f"finished steps are kept in {tmp}; the same command continues from them",
+                      file=sys.stderr)
             else:  # nothing written yet (a bad input stays a one-line error)
                 shutil.rmtree(tmp, ignore_errors=True)
             raise

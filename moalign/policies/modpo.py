@@ -5,7 +5,8 @@ implicit reward beta_j * log pi_j/pi_ref of a DPO model trained on j's pairs (th
 recipe), an explicit reward model (TRL RewardTrainer on j's pairs), or any moalign objective spec
 (`world:`, `hf:`, `implicit:`). Stage 2 trains, for each preference w of a grid, on k's pairs with
 
-    loss = -log sigmoid( (1/w_k) * [ beta * (logratio(y_w) - logratio(y_l)) - sum_{j!=k} w_j (r_j(y_w) - r_j(y_l)) ] )
+    loss = -log sigmoid( (1/w_k) * [ beta * (logratio(y_w) - logratio(y_l))
+                                     - sum_{j!=k} w_j (r_j(y_w) - r_j(y_l)) ] )
 
 which is TRL's DPO sigmoid loss with beta' = beta / w_k and reference log-probs shifted by
 margin / beta (`MODPOTrainer`, no copy of TRL's loss). The set of policies is the front; the
@@ -31,8 +32,8 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from moalign.config import Seed, Strict
-from moalign.policies.sft import Lora
-from moalign.soups.experts import DPO
+from moalign.training.dpo import DPO
+from moalign.training.lora import Lora
 
 
 def modpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
@@ -67,7 +68,8 @@ def _trainer_class():
             beta = self.margin_beta
 
             def shift(batch):
-                return {"ref_chosen_logps": [r + m / beta for r, m in zip(batch["ref_chosen_logps"], batch["margin_chosen"])],
+                return {"ref_chosen_logps": [r + m / beta for r, m in
+                                             zip(batch["ref_chosen_logps"], batch["margin_chosen"])],
                         "ref_rejected_logps": [r + m / beta for r, m in
                                                zip(batch["ref_rejected_logps"], batch["margin_rejected"])]}
 
@@ -77,23 +79,30 @@ def _trainer_class():
 
 
 class Config(Strict):
-    base_model: str = "world:base"
-    data: Union[str, dict[str, str]] = "world:pairwise_multi"  # pairwise_multi, or objective -> pairwise file
-    columns: dict[str, str] = {}
-    objectives: list[str] = Field(min_length=2)
-    train_on: str  # objective k: stage 2 trains on its pairs
-    margins: dict[str, str] = {}  # objective -> "dpo" | "reward_model" | objective spec; default "dpo"
-    grid: int = Field(4, ge=1)
-    beta: float = Field(0.1, gt=0)
-    loss_type: Literal["sigmoid", "hinge"] = "sigmoid"
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    learning_rate: float = Field(5e-4, gt=0)
-    batch_size: int = Field(16, ge=1)
-    margin_dpo: DPO = DPO()  # stage 1 for "dpo" margins (its beta is the implicit reward's)
-    lora: Lora | None = None
-    seed: Seed = 0
-    out: str = "runs/modpo"
+    base_model: str = Field("world:base", description="init and reference policy")
+    data: Union[str, dict[str, str]] = Field(
+        "world:pairwise_multi", description="a `pairwise_multi` file with `better_<name>` for every "
+                                            "objective, or objective -> `pairwise` file")
+    columns: dict[str, str] = Field({}, description="column map for `data`, moalign name -> file column")
+    objectives: list[str] = Field(min_length=2, description="objective names (a list, not specs), at least 2")
+    train_on: str = Field(description="objective k whose pairs stage 2 trains on; one of `objectives`")
+    margins: dict[str, str] = Field({}, description="objective j (not `train_on`) -> `dpo`, `reward_model` "
+                                                    "or an objective spec; `dpo` where missing")
+    grid: int = Field(4, ge=1, description="das-dennis partitions: grid + 1 policies for two objectives")
+    beta: float = Field(0.1, gt=0, description="stage-2 DPO beta")
+    loss_type: Literal["sigmoid", "hinge"] = Field("sigmoid", description="stage-2 loss: TRL's DPO `sigmoid` "
+                                                                          "or `hinge` loss, with the margin")
+    epochs: float = Field(1.0, gt=0, description="stage-2 epochs per point")
+    max_steps: int = Field(-1, description="stage-2 step limit (-1: use `epochs`)")
+    learning_rate: float = Field(5e-4, gt=0, description="stage-2 learning rate, constant schedule")
+    batch_size: int = Field(16, ge=1, description="stage-2 pairs per device and step")
+    margin_dpo: DPO = Field(DPO(), description="stage 1 for `dpo` margins (its beta is the implicit "
+                                               "reward's; its data and columns default to the top-level "
+                                               "ones); epochs, learning_rate and batch_size also train "
+                                               "`reward_model` margins")
+    lora: Lora | None = Field(None, description="LoRA for stage 1 (DPO margins) and stage 2")
+    seed: Seed = Field(0, description="training seed")
+    out: str = Field("runs/modpo", description="output directory when `--out` is not given")
 
     @model_validator(mode="after")
     def _check(self):
@@ -123,7 +132,8 @@ def reference_logps(base: str, rows: list[dict]) -> tuple[torch.Tensor, torch.Te
     tok, model = load_tokenizer(base), load_causal_lm(base).eval()
     prompts = [r["prompt"] for r in rows]
     with torch.no_grad():
-        return tuple(sequence_logprobs(model, tok, prompts, [r[side] for r in rows]) for side in ("chosen", "rejected"))
+        return tuple(sequence_logprobs(model, tok, prompts, [r[side] for r in rows])
+                     for side in ("chosen", "rejected"))
 
 
 def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor], beta: float, w_k: float,
@@ -148,8 +158,9 @@ def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor],
                      beta=beta / w_k, loss_type=[cfg.loss_type], per_device_train_batch_size=cfg.batch_size,
                      lr_scheduler_type="constant", precompute_ref_log_probs=True,
                      **trainer_kwargs(out / "_trainer", seed=cfg.seed, progress=progress))
-    trainer = seeded(_trainer_class(), cfg.seed, model=model, args=args, train_dataset=data, processing_class=tok,
-                     peft_config=cfg.lora.peft() if cfg.lora else None, margin_beta=beta)
+    trainer = seeded(_trainer_class(), cfg.seed, model=model, args=args, train_dataset=data,
+                     processing_class=tok, peft_config=cfg.lora.peft() if cfg.lora else None,
+                     margin_beta=beta)
     quiet(trainer, progress)
     return train_and_save(trainer, out, tok)
 
@@ -158,11 +169,11 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
           recipe: dict | None = None) -> Path:
     from moalign.files import Stopwatch, atomic_dir, step
     from moalign.objectives import get_objective
-    from moalign.policies.reward_model import fit as fit_reward_model
     from moalign.preference import grid
-    from moalign.soups.experts import dpo_pairs, train_dpo
-    from moalign.soups.soup import write_manifest
     from moalign.training import base_path
+    from moalign.training.dpo import dpo_pairs, train_dpo
+    from moalign.training.interpolation import write_manifest
+    from moalign.training.reward_model import train_reward_model
 
     watch = Stopwatch()
     base = base_path(cfg.base_model)
@@ -183,9 +194,10 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                     train_dpo(base, j, margin_dpo, where, lora=cfg.lora, seed=cfg.seed, progress=progress,
                               pairs=margin_pairs[j])
                 else:
-                    fit_reward_model(base, pairs[j], where, epochs=cfg.margin_dpo.epochs,
-                                     learning_rate=cfg.margin_dpo.learning_rate,
-                                     batch_size=cfg.margin_dpo.batch_size, seed=cfg.seed, progress=progress)
+                    train_reward_model(base, pairs[j], where, epochs=cfg.margin_dpo.epochs,
+                                       learning_rate=cfg.margin_dpo.learning_rate,
+                                       batch_size=cfg.margin_dpo.batch_size, seed=cfg.seed,
+                                       progress=progress)
 
             trained = step(where, margin, watch) if source in ("dpo", "reward_model") else 0.0
             start = time.time()
@@ -197,8 +209,10 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             objective = get_objective(spec, j)
             for o in cfg.objectives:
                 if o != j:
-                    rewards[j, o] = (objective.score([p["prompt"] for p in pairs[o]], [p["chosen"] for p in pairs[o]]),
-                                     objective.score([p["prompt"] for p in pairs[o]], [p["rejected"] for p in pairs[o]]))
+                    rewards[j, o] = (objective.score([p["prompt"] for p in pairs[o]],
+                                                     [p["chosen"] for p in pairs[o]]),
+                                     objective.score([p["prompt"] for p in pairs[o]],
+                                                     [p["rejected"] for p in pairs[o]]))
             seconds[f"margin:{j}"] = trained + time.time() - start
         # stage 2: one policy per preference
         anchors, refs = [], {}

@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM
 from moalign.policies import train_recipe
 from moalign.steerable import load_steerable
 
-FAST_RL = ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4", "expert.max_completion_length=16"]
+FAST_RL = ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4",
+           "expert.max_completion_length=16"]
 
 
 def _flat(model):
@@ -34,8 +35,9 @@ def test_grpo_soup_experts_train_and_differ(base_dir, tmp_path):
 
 def test_lora_dpo_soup_is_peft_cat_combination(base_dir, tmp_path):
     start = time.time()
-    out = train_recipe("soups/world_dpo.yaml", [f"base_model={base_dir}", "expert.max_steps=3", "expert.batch_size=8",
-                                                "expert.learning_rate=5e-3", "lora.r=4", "lora.alpha=8"],
+    out = train_recipe("soups/world_dpo.yaml", [f"base_model={base_dir}", "expert.max_steps=3",
+                                                "expert.batch_size=8", "expert.learning_rate=5e-3",
+                                                "lora.r=4", "lora.alpha=8"],
                        out=str(tmp_path / "soup"), progress=False)
     wall = time.time() - start
     soup = load_steerable(out)
@@ -45,16 +47,18 @@ def test_lora_dpo_soup_is_peft_cat_combination(base_dir, tmp_path):
     assert all((p / "adapter_config.json").exists() for p in soup.anchor_paths)
     w = {"helpful": 0.3, "harmless": 0.7}
     mixed = dict(soup.model_for(w).named_parameters())
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(soup.anchor_paths[0]),
-                                      adapter_name="helpful")
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir),
+                                      str(soup.anchor_paths[0]), adapter_name="helpful")
     model.load_adapter(str(soup.anchor_paths[1]), adapter_name="harmless")
-    model.add_weighted_adapter(["helpful", "harmless"], [0.3, 0.7], adapter_name="mix", combination_type="cat")
+    model.add_weighted_adapter(["helpful", "harmless"], [0.3, 0.7], adapter_name="mix",
+                               combination_type="cat")
     model.set_adapter("mix")
     reference = dict(model.merge_and_unload(adapter_names=["mix"]).named_parameters())
     moved = 0
     for k, v in reference.items():
         torch.testing.assert_close(mixed[k], v, rtol=0, atol=1e-6)
-        moved += not torch.equal(v, dict(AutoModelForCausalLM.from_pretrained(base_dir).named_parameters())[k])
+        moved += not torch.equal(v,
+                                 dict(AutoModelForCausalLM.from_pretrained(base_dir).named_parameters())[k])
     assert moved > 0
 
 
@@ -94,8 +98,8 @@ def test_reproduce_soup_vs_morlhf_helpful_harmless(base_dir, tmp_path):
     from moalign.evals.front import trace_front
     from moalign.preference import grid
 
-    soup = load_steerable(train_recipe("soups/world.yaml", [f"base_model={base_dir}"], out=str(tmp_path / "soup"),
-                                       progress=False))
+    soup = load_steerable(train_recipe("soups/world.yaml", [f"base_model={base_dir}"],
+                                       out=str(tmp_path / "soup"), progress=False))
     morlhf = load_steerable(train_recipe("policies/morlhf.yaml", [f"base_model={base_dir}", "grid=5"],
                                          out=str(tmp_path / "morlhf"), progress=False))
     suite = load_suite("evals/world.yaml")
