@@ -34,8 +34,9 @@ def _specs(objectives: dict[str, str]) -> list[str]:
     return ["objectives=" + json.dumps(objectives)]
 
 
-def _names(objectives: dict[str, str]) -> list[str]:
-    return ["objectives=" + json.dumps(list(objectives))]
+def _margins(objectives: dict[str, str]) -> list[str]:
+    """MODPO's objectives: each margin from a DPO model on the objective's own labels."""
+    return ["objectives=" + json.dumps({name: "dpo" for name in objectives})]
 
 
 def _grid(objectives: dict[str, str]) -> list[str]:
@@ -79,7 +80,7 @@ REGISTRY: tuple[Method, ...] = (
            "you have offline per-objective labels and no RL setup",
            default=True, demo=["grid=2"],
            # pairs of the second objective, as the recipe; as many points as MORLHF's front
-           suite=lambda o: _names(o) + [f"train_on={list(o)[1]}", "margins={}"] + _grid(o),
+           suite=lambda o: _margins(o) + [f"train_on={list(o)[1]}"] + _grid(o),
            claim=("HV >= 0.95x MORLHF's at <= 1/3 of its compute", _claim("hv_vs_morlhf", 0.95, 1 / 3))),
     Method("ric", "moalign.policies.ric", "policies/ric.yaml",
            "prompt (reward targets in the system message)",
@@ -112,7 +113,7 @@ REGISTRY: tuple[Method, ...] = (
     Method("sft", "moalign.policies.sft", "policies/sft.yaml", "fixed",
            "`sft` (prompt, response) or `pairwise` (uses `chosen`)",
            "you need the reference policy the others start from, or a fixed baseline",
-           suite=_names, demo=[]),
+           suite=_specs, demo=[]),
 )
 METHODS: dict[str, Method] = {m.name: m for m in REGISTRY}
 

@@ -12,8 +12,8 @@ THREE = {"helpful": "world:helpful", "harmless": "world:harmless", "concise": "w
 def test_suite_objectives_and_the_equal_budget_rule_reach_the_recipes():
     assert suite_overrides("clp", THREE) == ["objectives=" + json.dumps(THREE), "rl.steps=450"]
     assert "grid=2" in suite_overrides("morlhf", THREE)
-    assert suite_overrides("modpo", THREE) == ['objectives=["helpful", "harmless", "concise"]',
-                                               "train_on=harmless", "margins={}", "grid=2"]
+    assert suite_overrides("modpo", THREE) == [
+        'objectives={"helpful": "dpo", "harmless": "dpo", "concise": "dpo"}', "train_on=harmless", "grid=2"]
     from moalign.policies import load_recipe
     for method, recipe in (("clp", "policies/clp.yaml"), ("modpo", "policies/modpo.yaml"),
                            ("ric", "policies/ric.yaml"), ("soup", "soups/world.yaml"),

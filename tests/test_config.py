@@ -54,3 +54,23 @@ def test_an_rl_setting_trl_would_ignore_fails_at_load():
     with pytest.raises(MoalignError, match="aggregation normalize_then_sum needs algorithm grpo"):
         load_recipe(ROOT / "policies/morlhf.yaml", ["rl.algorithm=rloo", "rl.aggregation=normalize_then_sum"])
     load_recipe(ROOT / "policies/morlhf.yaml", ["rl.algorithm=rloo"])
+
+
+@pytest.mark.parametrize("recipe, old, new", [
+    ("policies/modpo.yaml", "margins={helpful: reward_model}", "margins: now written in `objectives`"),
+    ("policies/modpo.yaml", "objectives=[helpful, harmless]", "objectives: {helpful: dpo, harmless: dpo}"),
+    ("policies/sft.yaml", "objectives=[helpful]", "objectives: {helpful: world:helpful"),
+])
+def test_old_spellings_are_refused_with_the_new_one(recipe, old, new):
+    with pytest.raises(MoalignError, match="old spelling|now written") as e:
+        load_recipe(ROOT / recipe, [old])
+    assert new in str(e.value)
+
+
+def test_objectives_are_name_to_spec_in_every_method():
+    from moalign.policies import method_module
+    from moalign.registry import REGISTRY
+    for m in REGISTRY:
+        field = method_module(m.name).Config.model_fields.get("objectives")
+        if field is not None:  # the reward model has one objective's labels, not a set
+            assert field.annotation == dict[str, str], m.name

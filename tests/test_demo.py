@@ -10,7 +10,7 @@ FAST = {"sft": ["max_steps=3"],
                  "expert.max_completion_length=16"],
         "morlhf": ["grid=1", "rl.steps=2", "rl.batch_size=16", "rl.num_generations=4",
                    "rl.max_completion_length=16"],
-        "modpo": ["grid=1", "max_steps=2", "margins.helpful=world:helpful"],
+        "modpo": ["grid=1", "max_steps=2", "objectives.helpful=world:helpful"],
         "ric": ["online.samples=8"],
         "dpa": ["rounds=1", "prompts_per_round=8", "k=2", "epochs=1"],
         "clp": ["rl.steps=2", "rl.batch_size=8", "rl.num_generations=4", "rl.max_completion_length=16"]}

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from moalign.config import Seed, Strict
+from moalign.config import Seed, Strict, refuse_objective_list
 from moalign.training.dpo import DPO
 from moalign.training.lora import Lora
 
@@ -84,10 +84,11 @@ class Config(Strict):
         "world:pairwise_multi", description="a `pairwise_multi` file with `better_<name>` for every "
                                             "objective, or objective -> `pairwise` file")
     columns: dict[str, str] = Field({}, description="column map for `data`, moalign name -> file column")
-    objectives: list[str] = Field(min_length=2, description="objective names (a list, not specs), at least 2")
+    objectives: dict[str, str] = Field(
+        min_length=2, description="name -> the source of its margin reward r_j when it is not `train_on`: "
+                                  "`dpo` (a DPO model's implicit reward on its pairs), `reward_model`, or "
+                                  "an objective spec; at least 2")
     train_on: str = Field(description="objective k whose pairs stage 2 trains on; one of `objectives`")
-    margins: dict[str, str] = Field({}, description="objective j (not `train_on`) -> `dpo`, `reward_model` "
-                                                    "or an objective spec; `dpo` where missing")
     grid: int = Field(4, ge=1, description="das-dennis partitions: grid + 1 policies for two objectives")
     beta: float = Field(0.1, gt=0, description="stage-2 DPO beta")
     loss_type: Literal["sigmoid", "hinge"] = Field("sigmoid", description="stage-2 loss: TRL's DPO `sigmoid` "
@@ -104,13 +105,18 @@ class Config(Strict):
     seed: Seed = Field(0, description="training seed")
     out: str = Field("runs/modpo", description="output directory when `--out` is not given")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spellings(cls, data):
+        if isinstance(data, dict) and "margins" in data:
+            raise ValueError("margins: now written in `objectives` (name -> `dpo`, `reward_model` or an "
+                             "objective spec), e.g. objectives: {helpful: dpo, harmless: dpo}")
+        return refuse_objective_list(data, "{helpful: dpo, harmless: dpo}")
+
     @model_validator(mode="after")
     def _check(self):
         if self.train_on not in self.objectives:
-            raise ValueError(f"train_on {self.train_on!r} is not one of objectives {self.objectives}")
-        unknown = [j for j in self.margins if j not in self.objectives or j == self.train_on]
-        if unknown:
-            raise ValueError(f"margins: {unknown} are not margin objectives (objectives other than train_on)")
+            raise ValueError(f"train_on {self.train_on!r} is not one of objectives {list(self.objectives)}")
         if "data" not in self.margin_dpo.model_fields_set:  # the margin models learn from the recipe's data
             self.margin_dpo = self.margin_dpo.model_copy(update={"data": self.data, "columns": self.columns})
         return self
@@ -119,7 +125,7 @@ class Config(Strict):
 def _pairs(cfg: Config) -> dict[str, list[dict]]:
     """Each objective's preference pairs (by its better_<objective> labels, or from its own pairwise file)."""
     from moalign.data.pairs import objective_pairs
-    return objective_pairs(cfg.data, cfg.objectives, cfg.columns)
+    return objective_pairs(cfg.data, list(cfg.objectives), cfg.columns)
 
 
 def reference_logps(base: str, rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,13 +187,13 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     others = [j for j in cfg.objectives if j != k]
     pairs = _pairs(cfg)
     margin_dpo = cfg.margin_dpo  # its data and columns are the recipe's unless it names its own
-    margin_pairs = dpo_pairs(margin_dpo, [j for j in others if cfg.margins.get(j, "dpo") == "dpo"])
+    margin_pairs = dpo_pairs(margin_dpo, [j for j in others if cfg.objectives[j] == "dpo"])
     seconds: dict[str, float] = {}
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         # stage 1: a margin reward per other objective, scored once on every pair set that may need it
         margin_models, rewards = {}, {}
         for j in others:
-            source, where = cfg.margins.get(j, "dpo"), tmp / "margins" / j
+            source, where = cfg.objectives[j], tmp / "margins" / j
 
             def margin(j=j, source=source, where=where) -> None:
                 if source == "dpo":
@@ -216,7 +222,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             seconds[f"margin:{j}"] = trained + time.time() - start
         # stage 2: one policy per preference
         anchors, refs = [], {}
-        for i, pref in enumerate(grid(cfg.objectives, cfg.grid)):
+        for i, pref in enumerate(grid(list(cfg.objectives), cfg.grid)):
             w = pref.as_dict()
             kk = k if w[k] > 0 else max(others, key=lambda j: w[j])
             rel = f"points/{i:02d}"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from moalign.config import Seed, Strict
+from moalign.config import Seed, Strict, refuse_objective_list
 from moalign.training.lora import Lora
 from moalign.world.scoring import OBJECTIVES
 
@@ -24,8 +24,10 @@ class Config(Strict):
     format: Literal["sft", "pairwise"] = Field("sft", description="`sft` trains on `response`, `pairwise` "
                                                                   "on `chosen`")
     columns: dict[str, str] = Field({}, description="column map, moalign name -> file column")
-    objectives: list[str] = Field(list(OBJECTIVES), description="objective names written to the manifest; "
-                                                                "an eval suite may only use these")
+    objectives: dict[str, str] = Field({o: f"world:{o}" for o in OBJECTIVES},
+                                       description="name -> objective spec, written to the manifest (a "
+                                                   "fixed policy ignores them); an eval suite may only use "
+                                                   "these names")
     epochs: float = Field(1.0, gt=0, description="training epochs")
     max_steps: int = Field(-1, description="step limit (-1: use `epochs`)")
     learning_rate: float = Field(5e-4, gt=0, description="learning rate, constant schedule")
@@ -35,6 +37,11 @@ class Config(Strict):
                                                 "fine-tuning")
     seed: Seed = Field(0, description="training seed")
     out: str = Field("runs/sft", description="output directory when `--out` is not given")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spelling(cls, data):
+        return refuse_objective_list(data, "{helpful: world:helpful, harmless: world:harmless}")
 
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
@@ -55,7 +62,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         train_sft(base, rows, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                       batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed, lora=cfg.lora,
                       max_steps=cfg.max_steps, progress=progress)
-        Manifest(method="sft", objectives=cfg.objectives, steering={"kind": "fixed"}, base_model=base,
+        Manifest(method="sft", objectives=list(cfg.objectives), steering={"kind": "fixed"}, base_model=base,
                  recipe=recipe or cfg.model_dump(), metrics={"train_seconds": watch.seconds(),
                                                              "examples": len(rows)}).write(tmp)
     return out

@@ -125,7 +125,7 @@ def test_modpo_under_accelerate_launch_matches_one_process(base_dir, world_dir, 
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join((world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines(True)[:32]))
     common = [f"base_model={base_dir}", f"data={data}", "grid=1", "max_steps=3",
-              "margins.helpful=world:helpful", "learning_rate=1e-3"]
+              "objectives.helpful=world:helpful", "learning_rate=1e-3"]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     # `--cpu` makes accelerate 1.15 start one process; `--multi_gpu` on a machine without GPUs starts
     # two through torchrun, which then train with DDP over gloo on the CPU
