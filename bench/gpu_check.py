@@ -36,7 +36,8 @@ def timed(label: str, fn):
 
 
 def pairs_file(root: Path, n: int) -> Path:
-    rows = [{"prompt": p, "response_0": "Sure.", "response_1": "Of course! Here is a longer, friendly answer.",
+    rows = [{"prompt": p, "response_0": "Sure.",
+             "response_1": "Of course! Here is a longer, friendly answer.",
              "better_concise": 0, "better_friendly": 1} for p in PROMPTS[:n]]
     path = root / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -46,9 +47,9 @@ def pairs_file(root: Path, n: int) -> Path:
 def inference(base: str, root: Path, steps: int) -> None:
     from moalign.features import Featurizer
     from moalign.objectives import get_objective
-    from moalign.soups.experts import DPO, train_dpo
     from moalign.soups.soup import build
     from moalign.steerable import load_steerable
+    from moalign.training.dpo import DPO, train_dpo
 
     fixed = load_steerable(base)
     answers = timed("generate, plain model (16 x 64 tokens)",
@@ -56,7 +57,7 @@ def inference(base: str, root: Path, steps: int) -> None:
     print(f"  device {next(fixed.model_for().parameters()).device}, dtype {fixed.model_for().dtype}; "
           f"answer: {answers[0][:100]!r}")
     data = pairs_file(root, 16)
-    from moalign.policies.sft import Lora
+    from moalign.training.lora import Lora
     for name in ("concise", "friendly"):
         timed(f"train DPO LoRA expert {name} ({steps} steps)",
               lambda name=name: train_dpo(base, name, DPO(data=str(data), max_steps=steps, batch_size=4),
@@ -69,7 +70,8 @@ def inference(base: str, root: Path, steps: int) -> None:
     model, texts = soup.prepare_batch([(PROMPTS[:8], {"concise": 0.2, "friendly": 0.8}, None),
                                        (PROMPTS[8:], {"concise": 0.9, "friendly": 0.1}, None)])
     timed("soup: generate, per-row mixer, 2 preferences",
-          lambda: soup.complete(model, texts, [(p, None, None) for p in PROMPTS], max_new_tokens=64, batch_size=16))
+          lambda: soup.complete(model, texts, [(p, None, None) for p in PROMPTS], max_new_tokens=64,
+                                batch_size=16))
     print(f"  mixer device {next(model.parameters()).device}")
     featurizer = timed("features: load", lambda: Featurizer(base))
     timed("features: 16 pairs", lambda: featurizer(PROMPTS, answers))
@@ -80,18 +82,21 @@ def inference(base: str, root: Path, steps: int) -> None:
 
 
 def training(base: str, root: Path, steps: int) -> None:
-    from moalign.policies.sft import Lora, fit
-    from moalign.soups.experts import RL, train_rl
-    rows = [{"prompt": p, "response": "Sure, here is how.", "system": "concise 0.7 friendly 0.3"} for p in PROMPTS]
+    from moalign.training.lora import Lora
+    from moalign.training.rl import RL, train_rl
+    from moalign.training.sft import train_sft
+    rows = [{"prompt": p, "response": "Sure, here is how.", "system": "concise 0.7 friendly 0.3"}
+            for p in PROMPTS]
     timed(f"SFT LoRA with a system message ({steps} steps)",
-          lambda: fit(base, rows, root / "sft", epochs=1, max_steps=steps, batch_size=8, learning_rate=1e-4,
-                      max_length=256, seed=0, lora=Lora(r=8, alpha=16), progress=False))
+          lambda: train_sft(base, rows, root / "sft", epochs=1, max_steps=steps, batch_size=8,
+                            learning_rate=1e-4, max_length=256, seed=0, lora=Lora(r=8, alpha=16),
+                            progress=False))
     prompts = root / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     cfg = RL(prompts=str(prompts), steps=steps, num_generations=4, batch_size=8, max_completion_length=48)
     timed(f"GRPO LoRA on text:concise ({steps} steps)",
-          lambda: train_rl(base, {"concise": "text:concise"}, [1.0], cfg, root / "grpo", lora=Lora(r=8, alpha=16),
-                           progress=False))
+          lambda: train_rl(base, {"concise": "text:concise"}, [1.0], cfg, root / "grpo",
+                           lora=Lora(r=8, alpha=16), progress=False))
 
 
 def main() -> None:
@@ -108,7 +113,8 @@ def main() -> None:
     _quiet_libraries()
     device = use(args.device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
-    print(f"moalign gpu_check {time.strftime('%Y-%m-%d')}: device {device} ({gpu}), torch {torch.__version__}")
+    print(f"moalign gpu_check {time.strftime('%Y-%m-%d')}: device {device} ({gpu}), "
+          f"torch {torch.__version__}")
     start = time.time()
     base = timed(f"base {args.base} (converted once, then cached)", lambda: resolve_model(args.base))
     with tempfile.TemporaryDirectory() as tmp:

@@ -42,7 +42,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = build_world(Path(tmp) / "w", seed=0)
         import json
-        rows = [json.loads(line) for line in open(Path(tmp) / "w" / spec.files["pairwise_multi"])][:batch_size]
+        rows = [json.loads(line)
+                for line in open(Path(tmp) / "w" / spec.files["pairwise_multi"])][:batch_size]
         base = [{"prompt": render_prompt(tok, r["prompt"]), "chosen": " " + r["response_0"],
                  "rejected": " " + r["response_1"]} for r in rows]
         margins = [dict(r, margin_chosen=0.1 * i, margin_rejected=-0.1 * i) for i, r in enumerate(base)]
@@ -53,7 +54,8 @@ def main() -> None:
             return cls(model=copy.deepcopy(model), args=args, train_dataset=Dataset.from_list(data),
                        processing_class=tok, **kw)
 
-        runs = {"modpo": trainer(_trainer_class(), margins, margin_beta=0.1, args={"precompute_ref_log_probs": True}),
+        runs = {"modpo": trainer(_trainer_class(), margins, margin_beta=0.1,
+                                 args={"precompute_ref_log_probs": True}),
                 "dpo": trainer(DPOTrainer, base, ref_model=copy.deepcopy(model)),
                 "dpo_precompute": trainer(DPOTrainer, base, args={"precompute_ref_log_probs": True})}
         batches = {k: next(iter(t.get_train_dataloader())) for k, t in runs.items()}
@@ -70,7 +72,8 @@ def main() -> None:
                 t.optimizer.zero_grad()
                 times[k].append(time.perf_counter() - start)
     med = {k: statistics.median(v[2:]) for k, v in times.items()}
-    print(f"MODPO vs DPO step, GPT-2 {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M, batch {batch_size} pairs")
+    print(f"MODPO vs DPO step, GPT-2 {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M, "
+          f"batch {batch_size} pairs")
     for k, v in med.items():
         print(f"  {k:15s} {v * 1e3:8.1f} ms")
     print(f"modpo / dpo            = {med['modpo'] / med['dpo']:.2f}  (target <= 1.10)")

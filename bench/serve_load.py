@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-PROMPTS = ["how do i bake bread ?", "how do i fix my bike ?", "any tips to play chess ?", "how do i sleep better ?"]
+PROMPTS = ["how do i bake bread ?", "how do i fix my bike ?", "any tips to play chess ?",
+           "how do i sleep better ?"]
 
 
 def phase(url: str, model: str, clients: int, seconds: float, steering: list | None, key: str = "preference",
@@ -73,7 +74,8 @@ def phase(url: str, model: str, clients: int, seconds: float, steering: list | N
         t.join()
     wall = time.time() - start
     lat = sorted(latencies)
-    return {"requests": len(lat), "rps": len(lat) / wall, "p50": statistics.median(lat) if lat else float("nan"),
+    return {"requests": len(lat), "rps": len(lat) / wall,
+            "p50": statistics.median(lat) if lat else float("nan"),
             "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
             "errors": errors[0], "tokens_per_s": tokens[0] / wall, "answers": answers}
 
@@ -110,7 +112,8 @@ def soup_only(args) -> None:
     manifest = Manifest.read(args.soup)
     presets = preset_weights(manifest.objectives, args.presets)
     from moalign.bases import resolve_model
-    server = load_server([f"base={resolve_model(manifest.base_model)}", f"soup={args.soup}"], max_tokens_cap=256)
+    server = load_server([f"base={resolve_model(manifest.base_model)}", f"soup={args.soup}"],
+                         max_tokens_cap=256)
     with BackgroundServer(create_app(server), server) as s:
         phase(s.url, "base", 2, 2, None)  # warm-up (loads the models)
         phase(s.url, "soup", 2, 2, presets)
@@ -119,10 +122,12 @@ def soup_only(args) -> None:
     print(f"serve load on {args.soup}: {args.clients} clients x {args.seconds:.0f} s per phase, "
           f"{len(presets)} preferences, loopback, max_tokens 32, {torch.get_num_threads()} torch threads")
     for name, r in (("plain", plain), ("steered", steered)):
-        print(f"  {name:8s} {r['requests']:5d} requests  {r['rps']:6.1f} req/s  p50 {r['p50'] * 1e3:7.1f} ms  "
+        print(f"  {name:8s} {r['requests']:5d} requests  {r['rps']:6.1f} req/s  "
+              f"p50 {r['p50'] * 1e3:7.1f} ms  "
               f"p99 {r['p99'] * 1e3:7.1f} ms  errors {r['errors']}  {r['tokens_per_s']:7.1f} tokens/s")
     print(f"errors = {plain['errors'] + steered['errors']}  (target 0)")
-    print(f"steered / plain throughput = {steered['tokens_per_s'] / plain['tokens_per_s']:.2f}  (target >= 0.9)")
+    print(f"steered / plain throughput = {steered['tokens_per_s'] / plain['tokens_per_s']:.2f}  "
+          f"(target >= 0.9)")
 
 
 def main() -> None:
@@ -131,7 +136,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--presets", type=int, default=4, help="distinct preferences among steered requests")
     parser.add_argument("--users", type=int, default=8, help="distinct users among user requests")
-    parser.add_argument("--soup", type=Path, default=None, help="a soup checkpoint to load instead (and its base)")
+    parser.add_argument("--soup", type=Path, default=None,
+                        help="a soup checkpoint to load instead (and its base)")
     args = parser.parse_args()
     if args.soup is not None:
         return soup_only(args)
@@ -175,12 +181,14 @@ def main() -> None:
     print(f"serve load: {args.clients} clients x {args.seconds:.0f} s per phase, {len(presets)} preferences, "
           f"{len(users)} users, loopback, max_tokens 32, {torch.get_num_threads()} torch threads")
     for name, r in (("plain", plain), ("steered", steered), ("users", personal)):
-        print(f"  {name:8s} {r['requests']:5d} requests  {r['rps']:6.1f} req/s  p50 {r['p50'] * 1e3:7.1f} ms  "
+        print(f"  {name:8s} {r['requests']:5d} requests  {r['rps']:6.1f} req/s  "
+              f"p50 {r['p50'] * 1e3:7.1f} ms  "
               f"p99 {r['p99'] * 1e3:7.1f} ms  errors {r['errors']}  {r['tokens_per_s']:7.1f} tokens/s")
     print(f"  generate calls: {batches}")
     print(f"errors = {plain['errors'] + steered['errors'] + personal['errors']}  (target 0)")
     print(f"users' answers unlike the same user's alone (greedy) = {bad} of {checked}  (target 0)")
-    print(f"steered / plain throughput = {steered['tokens_per_s'] / plain['tokens_per_s']:.2f}  (target >= 0.9)")
+    print(f"steered / plain throughput = {steered['tokens_per_s'] / plain['tokens_per_s']:.2f}  "
+          f"(target >= 0.9)")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def main() -> None:
 
         t_disk = timed(disk, 3)
 
-    print(f"soup switch on GPT-2 small ({n_params / 1e6:.0f}M parameters, fp32, {torch.get_num_threads()} threads)")
+    print(f"soup switch on GPT-2 small ({n_params / 1e6:.0f}M parameters, fp32, "
+          f"{torch.get_num_threads()} threads)")
     print(f"  in-memory switch (lerp into a flat buffer):   {t_memory * 1e3:8.1f} ms")
     print(f"  bound (one torch.add over the same tensors):  {t_bound * 1e3:8.1f} ms")
     print(f"  mergekit linear merge to disk + reload:       {t_disk * 1e3:8.1f} ms")

@@ -13,10 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from moalign import registry
 from moalign.errors import MoalignError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Multi-objective and personalized alignment: train, compare and serve steerable policies.")
+                  help="Multi-objective and personalized alignment: train, compare and serve "
+                       "steerable policies.")
 world_app = typer.Typer(no_args_is_help=True, help="The synthetic world (datasets and users).")
 app.add_typer(world_app, name="world")
 soup_app = typer.Typer(no_args_is_help=True, help="Rewarded soups from experts trained elsewhere.")
@@ -29,8 +31,9 @@ err = Console(stderr=True)
 OUT = typer.Option(..., "--out", "-o", help="Output directory.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace a non-empty output directory.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
-DEVICE = typer.Option(None, "--device", help="Where inference models run: auto (cuda, then mps, then cpu), cpu, "
-                      "cuda, cuda:N or mps (also $MOALIGN_DEVICE).")
+DEVICE = typer.Option(None, "--device",
+                      help="Where inference models run: auto (cuda, then mps, then cpu), cpu, "
+                           "cuda, cuda:N or mps (also $MOALIGN_DEVICE).")
 
 
 def _device(device: Optional[str]) -> None:
@@ -43,7 +46,8 @@ def _quiet_libraries() -> None:
     """Library chatter (per-call progress bars, advisory warnings) hides moalign's own output."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
-    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6",
+                            category=FutureWarning)
     import datasets
     import transformers
     datasets.disable_progress_bars()
@@ -53,7 +57,8 @@ def _quiet_libraries() -> None:
 
 
 @world_app.command("build")
-def world_build(out: Path = OUT, seed: int = typer.Option(0, min=0, help="World seed."), overwrite: bool = OVERWRITE):
+def world_build(out: Path = OUT, seed: int = typer.Option(0, min=0, help="World seed."),
+                overwrite: bool = OVERWRITE):
     """Write the world's datasets and world.json (same seed, byte-identical files)."""
     from moalign.files import atomic_dir
     from moalign.world import build_world
@@ -64,7 +69,8 @@ def world_build(out: Path = OUT, seed: int = typer.Option(0, min=0, help="World 
 
 @app.command()
 def base(out: Path = OUT, model: str = typer.Option("world:base", "--model", "-m",
-                                                   help="world:base, smollm2, a .gguf file, a directory or a hub id."),
+                                                   help="world:base, smollm2, a .gguf file, a directory "
+                                                        "or a hub id."),
          seed: int = typer.Option(0, min=0, help="World seed the tiny base is trained on."),
          overwrite: bool = OVERWRITE, quiet: bool = QUIET):
     """Write a base model as a plain HF directory: the tiny world base (trained once, then cached),
@@ -87,7 +93,8 @@ def base(out: Path = OUT, model: str = typer.Option("world:base", "--model", "-m
 @app.command()
 def train(recipe: Path = typer.Argument(..., help="Recipe YAML (policies/*.yaml, soups/*.yaml)."),
           overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. lr=1e-4"),
-          out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output (default: the recipe's `out`)."),
+          out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                             help="Output (default: the recipe's `out`)."),
           overwrite: bool = OVERWRITE, quiet: bool = QUIET, device: Optional[str] = DEVICE):
     """Train the recipe's method and write a steerable checkpoint (the trainers place the model they
     train; --device places the models a method samples from, scores or embeds with)."""
@@ -101,7 +108,8 @@ def train(recipe: Path = typer.Argument(..., help="Recipe YAML (policies/*.yaml,
 @app.command()
 def merge(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint."),
           preference: str = typer.Option(..., "--preference", "-p", help="e.g. helpful=0.3,harmless=0.7"),
-          out: Path = OUT, method: str = typer.Option("linear", help="mergekit method: linear, task_arithmetic, ties."),
+          out: Path = OUT,
+          method: str = typer.Option("linear", help="mergekit method: linear, task_arithmetic, ties."),
           density: float = typer.Option(1.0, min=0.0, max=1.0, help="ties: share of each task vector kept."),
           as_adapter: bool = typer.Option(False, "--as-adapter", help="Write one peft LoRA adapter over "
                                           "the base (checkpoints whose weights are LoRA adapters)."),
@@ -135,8 +143,10 @@ def soup_build(base: Path = typer.Option(..., help="The base the experts were fi
 @app.command()
 def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or plain HF model dir)."),
           eval: Path = typer.Option(..., "--eval", "-e", help="Eval suite YAML (evals/*.yaml)."),
-          grid: Optional[int] = typer.Option(None, min=1, help="das-dennis partitions (overrides the suite)."),
-          search: str = typer.Option("grid", help="grid (das-dennis) or nsga2 (pymoo search over the simplex)."),
+          grid: Optional[int] = typer.Option(None, min=1,
+                                             help="das-dennis partitions (overrides the suite)."),
+          search: str = typer.Option("grid",
+                                     help="grid (das-dennis) or nsga2 (pymoo search over the simplex)."),
           budget: Optional[int] = typer.Option(None, min=1, help="nsga2: number of preferences to evaluate."),
           method: Optional[str] = typer.Option(None, help="Name in front.json (default: the checkpoint's)."),
           out: Path = OUT, overwrite: bool = OVERWRITE, quiet: bool = QUIET, device: Optional[str] = DEVICE):
@@ -148,8 +158,8 @@ def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or 
     from moalign.steerable import load_steerable
     check_out(out.absolute(), overwrite)
     suite = load_suite(eval, [] if grid is None else [f"grid={grid}"])
-    result = trace_to(out, load_steerable(checkpoint), suite, overwrite=overwrite, method=method, search=search,
-                      budget=budget, eval_path=str(eval), progress=not quiet)
+    result = trace_to(out, load_steerable(checkpoint), suite, overwrite=overwrite, method=method,
+                      search=search, budget=budget, eval_path=str(eval), progress=not quiet)
     path = out.absolute() / "front.json"
     _front_table([result])
     console.print(f"front -> {path}\nplot -> {path.parent / 'front.png'}")
@@ -194,13 +204,15 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
           host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
           port: int = typer.Option(8000, min=0, max=65535),
           api_key: Optional[str] = typer.Option(None, envvar="MOALIGN_API_KEY",
-                                                help="Require Authorization: Bearer KEY (also $MOALIGN_API_KEY)."),
+                                                help="Require Authorization: Bearer KEY "
+                                                     "(also $MOALIGN_API_KEY)."),
           max_tokens_cap: int = typer.Option(256, min=1, help="Largest max_tokens a request may ask for."),
           max_prompt_tokens: int = typer.Option(512, min=1, help="Longest prompt accepted, in tokens."),
           max_rows: int = typer.Option(64, min=1, help="Most answers (prompts x n) one request may ask for."),
           max_body_bytes: int = typer.Option(1 << 20, min=1, help="Largest request body (413 above it)."),
-          allowed_host: List[str] = typer.Option([], help="Host name to answer besides loopback ones (repeat; "
-                                                 "'*': any). Given, a non-loopback server answers only these."),
+          allowed_host: List[str] = typer.Option([], help="Host name to answer besides loopback ones "
+                                                      "(repeat; '*': any). Given, a non-loopback "
+                                                      "server answers only these."),
           device: Optional[str] = DEVICE):
     """Serve checkpoints over an OpenAI-compatible API, with a playground page at /."""
     _device(device)
@@ -208,8 +220,8 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
 
     from moalign.serve.app import create_app, load_server
     server = load_server(checkpoints, api_key=api_key, max_tokens_cap=max_tokens_cap,
-                         max_prompt_tokens=max_prompt_tokens, max_rows=max_rows, max_body_bytes=max_body_bytes,
-                         allowed_hosts=allowed_host)
+                         max_prompt_tokens=max_prompt_tokens, max_rows=max_rows,
+                         max_body_bytes=max_body_bytes, allowed_hosts=allowed_host)
     console.print(f"serving {', '.join(server.engines)} on http://{host}:{port}/ "
                   f"({'API key required' if api_key else 'no API key'})")
     uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
@@ -217,8 +229,8 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output directory."),
-         seed: int = typer.Option(0, min=0, help="World seed."), overwrite: bool = OVERWRITE, quiet: bool = QUIET,
-         device: Optional[str] = DEVICE):
+         seed: int = typer.Option(0, min=0, help="World seed."), overwrite: bool = OVERWRITE,
+         quiet: bool = QUIET, device: Optional[str] = DEVICE):
     """World -> base -> every method -> fronts -> one plot and a summary table."""
     _device(device)
     from moalign.demo import run_demo
@@ -236,13 +248,17 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output
 
 @app.command()
 def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. evals/world.yaml."),
-            methods: str = typer.Option("soup,morlhf,modpo,ric,dpa,clp", help="Comma-separated methods "
-                                        "(soup, morlhf, modpo, ric, dpa, clp, sft; maxmin, pal for the users table)."),
+            methods: str = typer.Option(",".join(registry.default_compared()), help=(
+                "Comma-separated methods (" + ", ".join(registry.compared("fronts")) + "; " +
+                ", ".join(registry.compared("users")) + " for the users table).")),
             out: Path = OUT, base: Optional[str] = typer.Option(None, help="Base model for every method "
-                                                               "(default: the suite's `base`, else world:base)."),
-            seed: int = typer.Option(0, min=0), retrain: bool = typer.Option(False, "--retrain",
-                                                                       help="Train again what a previous run finished."),
-            override: List[str] = typer.Option([], "--set", help="METHOD.KEY=VALUE recipe override (repeatable)."),
+                                                               "(default: the suite's `base`, else "
+                                                               "world:base)."),
+            seed: int = typer.Option(0, min=0),
+            retrain: bool = typer.Option(False, "--retrain",
+                                         help="Train again what a previous run finished."),
+            override: List[str] = typer.Option([], "--set",
+                                               help="METHOD.KEY=VALUE recipe override (repeatable)."),
             quiet: bool = QUIET, device: Optional[str] = DEVICE):
     """Every method from the same base on the suite's objectives, fronts by one protocol, one table and plot.
     Resumes: methods already trained in OUT are reused."""
@@ -253,7 +269,8 @@ def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. eval
     for item in override:
         method, dot, rest = item.partition(".")
         if not dot or "=" not in rest or method not in names:
-            raise MoalignError(f"--set {item!r}: expected METHOD.KEY=VALUE with METHOD one of {', '.join(names)}")
+            raise MoalignError(f"--set {item!r}: expected METHOD.KEY=VALUE with METHOD one of "
+                               f"{', '.join(names)}")
         extra.setdefault(method, []).append(rest)
     summary = run_compare(suite, names, out, base=base, seed=seed, extra=extra, retrain=retrain,
                           progress=not quiet, say=console.print)
@@ -263,12 +280,14 @@ def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. eval
 
 
 @users_app.command("add")
-def users_add(checkpoint: Path = typer.Argument(..., help="A user checkpoint (maxmin, pal) or its user model dir."),
+def users_add(checkpoint: Path = typer.Argument(..., help="A user checkpoint (maxmin, pal) "
+                                                           "or its user model dir."),
               user: str = typer.Option(..., "--user", help="The new user's id."),
               pairs: Path = typer.Option(..., "--pairs", help="Their comparisons: prompt, chosen, rejected "
                                          "(only this user's rows when the file has a user column)."),
-              columns: Optional[str] = typer.Option(None, "--columns", help="Column map, moalign name -> file "
-                                                    "column, as in recipes: '{user_id: worker}'."),
+              columns: Optional[str] = typer.Option(None, "--columns",
+                                                    help="Column map, moalign name -> file "
+                                                         "column, as in recipes: '{user_id: worker}'."),
               overwrite: bool = typer.Option(False, "--overwrite", help="Refit a user that exists.")):
     """Fit a new user from a few comparisons (PAL: the user's weights; MaxMin: the best group)."""
     from moalign.data.pairs import parse_columns, user_comparisons
@@ -292,7 +311,8 @@ def users_list(checkpoint: Path = typer.Argument(..., help="A user checkpoint or
         table.add_column(col)
     for u in model.users:
         info = model.spec["users"][u]
-        table.add_row(u, str(info.get("pairs", "")), *(f"{info['preference'][o]:.2f}" for o in model.objectives))
+        table.add_row(u, str(info.get("pairs", "")),
+                      *(f"{info['preference'][o]:.2f}" for o in model.objectives))
     console.print(table)
 
 
@@ -318,7 +338,8 @@ def main() -> None:
     except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
         sys.exit(130)
-    except (click.ClickException, typer.exceptions.TyperException) as e:  # newer typers vendor their own click
+    # newer typers vendor their own click
+    except (click.ClickException, typer.exceptions.TyperException) as e:
         e.show()
         sys.exit(e.exit_code)
     except KeyboardInterrupt:

@@ -1,11 +1,11 @@
 """`moalign compare SUITE --methods ...`: every method trained from the same base on the suite's
 objectives, every front traced by the same protocol, one table and one plot.
 
-Each method runs its shipped recipe (`METHODS`) with the suite's objectives written in, and the
+Each method runs its registered recipe (`moalign.registry`) with the suite's objectives written in, and the
 same RL budget rule: CLP's one run gets as many steps as the soup's experts together (150 per
 objective), MORLHF and MODPO use a grid of 2 partitions with three objectives or more (6 runs). The table
 gives hypervolume, hypervolume / MORLHF's, training seconds (and / MORLHF's), steerability per
-objective, and whether the method's paper's headline claim (`CLAIMS`) held here. Personalization
+objective, and whether the method's paper's headline claim (its registry entry) held here. Personalization
 methods (maxmin, pal) train on the world's users and fill their own table from their metrics.
 
 A run resumes: a method whose checkpoint in `out/runs/` is complete is not trained again (its
@@ -18,48 +18,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import moalign
+from moalign import registry
 from moalign.errors import MoalignError
 
 REPO = Path(moalign.__file__).resolve().parent.parent
-METHODS = {
-    "sft": "policies/sft.yaml",
-    "soup": "soups/world.yaml",
-    "morlhf": "policies/morlhf.yaml",
-    "modpo": "policies/modpo.yaml",
-    "ric": "policies/ric.yaml",
-    "dpa": "policies/dpa.yaml",
-    "clp": "policies/clp.yaml",
-    "maxmin": "policies/maxmin.yaml",
-    "pal": "policies/pal.yaml",
-}
-PERSONAL = ("maxmin", "pal")
-RL_STEPS = 150  # per expert and per MORLHF point in the shipped recipes
-
-
-def _claim(ratio_key: str, at_least: float, cost_at_most: float | None = None) -> Callable[[dict], bool | None]:
-    def check(row: dict) -> bool | None:
-        if row.get(ratio_key) is None or (cost_at_most is not None and row.get("train_vs_morlhf") is None):
-            return None
-        return row[ratio_key] >= at_least and (cost_at_most is None or row["train_vs_morlhf"] <= cost_at_most)
-    return check
-
-
-def _steers(row: dict) -> bool | None:
-    values = [v for v in row["steerability"].values() if v is not None]
-    return bool(values) and min(values) >= 0.8 and len(values) == len(row["steerability"])
-
-
-# method -> (its paper's headline claim, as the table states it; the check on the row)
-CLAIMS: dict[str, tuple[str, Callable[[dict], bool | None]]] = {
-    "soup": ("HV >= 0.9x MORLHF's with one run per objective", _claim("hv_vs_morlhf", 0.9)),
-    "modpo": ("HV >= 0.95x MORLHF's at <= 1/3 of its compute", _claim("hv_vs_morlhf", 0.95, 1 / 3)),
-    "ric": ("HV >= 0.9x MORLHF's at <= 0.2x its compute", _claim("hv_vs_morlhf", 0.9, 0.2)),
-    "dpa": ("arithmetic control: steerability >= 0.8 on every objective", _steers),
-    "clp": ("HV >= the soup's at the same RL steps", _claim("hv_vs_soup", 1.0)),
-}
 
 
 def repo_file(rel: str) -> Path:
@@ -71,19 +36,7 @@ def repo_file(rel: str) -> Path:
 
 def suite_overrides(method: str, objectives: dict[str, str]) -> list[str]:
     """Recipe overrides that put the suite's objectives into a method's recipe."""
-    names, n = list(objectives), len(objectives)
-    specs = "objectives=" + json.dumps(objectives)
-    if method in ("soup", "ric", "dpa"):
-        return [specs]
-    if method == "morlhf":
-        return [specs] + (["grid=2"] if n >= 3 else [])
-    if method == "clp":
-        return [specs, f"rl.steps={RL_STEPS * n}"]
-    if method == "modpo":  # as many points as MORLHF's front; pairs of the second objective, as the recipe
-        return ["objectives=" + json.dumps(names), f"train_on={names[1]}", "margins={}"] + (["grid=2"] if n >= 3 else [])
-    if method == "sft":
-        return ["objectives=" + json.dumps(names)]
-    return []
+    return registry.method(method).suite(objectives)
 
 
 def _trained(ckpt: Path) -> bool:
@@ -102,9 +55,10 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
     from moalign.training import base_path
 
     say = say or (lambda *a, **k: None)
-    unknown = [m for m in methods if m not in METHODS]
+    known = registry.compared()
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise MoalignError(f"unknown method(s) {', '.join(unknown)} (known: {', '.join(METHODS)})")
+        raise MoalignError(f"unknown method(s) {', '.join(unknown)} (known: {', '.join(known)})")
     suite = load_suite(suite_path)
     out = Path(out).expanduser().absolute()
     if out.exists() and not out.is_dir():
@@ -121,14 +75,14 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
             say(f"[bold]{i + 1}/{len(methods)}[/] train {method}")
             overrides = [f"base_model={base}", f"seed={seed}", *suite_overrides(method, suite.objectives),
                          *(extra or {}).get(method, [])]
-            recipe = repo_file(suite.recipes.get(method, METHODS[method]))
+            recipe = repo_file(suite.recipes.get(method, registry.method(method).recipe))
             train_recipe(recipe, overrides, out=str(ckpt), overwrite=True, progress=progress)
             (out / "fronts" / method / "front.json").unlink(missing_ok=True)
         checkpoints[method] = ckpt
 
     fronts = []
     for name, ckpt in checkpoints.items():
-        if name in PERSONAL:
+        if name in registry.compared("users"):
             continue
         path = out / "fronts" / name / "front.json"
         if path.exists():  # the base's front is reused only if it was traced from the same base
@@ -140,11 +94,13 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
         front = trace_to(out / "fronts" / name, load_steerable(ckpt), suite, overwrite=True, method=name,
                          eval_path=str(suite_path), progress=progress)
         fronts.append(front)
-    png = plot_fronts(fronts, out / "fronts.png", title=f"moalign compare: {suite.name} (seed {seed})") if fronts else None
+    png = (plot_fronts(fronts, out / "fronts.png", title=f"moalign compare: {suite.name} (seed {seed})")
+           if fronts else None)
+    users = {m: checkpoints[m] for m in methods if m in registry.compared("users")}
     summary = {"suite": str(suite_path), "objectives": list(suite.objectives), "seed": seed, "base": base,
                "date": time.strftime("%Y-%m-%d"), "plot": str(png) if png else None,
                "wall_seconds": round(time.time() - start, 1), "methods": table(fronts),
-               "personalization": personalization({m: checkpoints[m] for m in methods if m in PERSONAL})}
+               "personalization": personalization(users)}
     (out / "compare.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "compare.md").write_text(markdown(summary))
     return summary
@@ -158,16 +114,19 @@ def table(fronts: list[dict]) -> list[dict]:
         train = f["compute"].get("train_seconds")
         best = max(f["points"], key=lambda p: sum(p["scores"].values()))
         row = {"method": f["method"], "points": len(f["points"]), "pareto_points": len(f["pareto_indices"]),
-               "hypervolume": round(f["hypervolume"], 4), "best_scores": best["scores"], "train_seconds": train,
-               "eval_seconds": f["compute"].get("eval_seconds"), "steerability": f.get("steerability", {})}
+               "hypervolume": round(f["hypervolume"], 4), "best_scores": best["scores"],
+               "train_seconds": train, "eval_seconds": f["compute"].get("eval_seconds"),
+               "steerability": f.get("steerability", {})}
         for ref in ("morlhf", "soup"):
             if ref in by and ref != f["method"]:
-                row[f"hv_vs_{ref}"] = round(f["hypervolume"] / by[ref]["hypervolume"], 3) if by[ref]["hypervolume"] else None
+                row[f"hv_vs_{ref}"] = (round(f["hypervolume"] / by[ref]["hypervolume"], 3)
+                                       if by[ref]["hypervolume"] else None)
         ref_train = by.get("morlhf", {}).get("compute", {}).get("train_seconds")
         if train is not None and ref_train and f["method"] != "morlhf":
             row["train_vs_morlhf"] = round(train / ref_train, 3)
-        if f["method"] in CLAIMS:
-            text, check = CLAIMS[f["method"]]
+        claim = registry.METHODS[f["method"]].claim if f["method"] in registry.METHODS else None
+        if claim:
+            text, check = claim
             row["claim"], row["claim_held"] = text, check(row)
         rows.append(row)
     return rows
@@ -186,8 +145,8 @@ def personalization(checkpoints: dict[str, Path]) -> dict:
 def markdown(summary: dict) -> str:
     objectives = summary["objectives"]
     lines = [f"# moalign compare: {summary['suite']} (seed {summary['seed']}, {summary['date']})", "",
-             "| method | HV | HV / MORLHF | train s | train / MORLHF | steerability (" + ", ".join(objectives) +
-             ") | paper's claim | held |", "|---|---|---|---|---|---|---|---|"]
+             "| method | HV | HV / MORLHF | train s | train / MORLHF | steerability (" +
+             ", ".join(objectives) + ") | paper's claim | held |", "|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, d=3: "" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))  # noqa: E731
     for r in summary["methods"]:
         steer = " / ".join(fmt(r["steerability"].get(o), 2) or "-" for o in objectives)
@@ -200,16 +159,18 @@ def markdown(summary: dict) -> str:
         m, gt = p["maxmin"], p["maxmin"].get("ground_truth", {})
         lines += ["", "| MaxMin-RLHF | value |", "|---|---|",
                   f"| EM cluster purity | {fmt(m.get('purity'), 2)} |",
-                  f"| held-out accuracy, group RMs / pooled RM (minority users) | {fmt(m.get('heldout_accuracy'))} / "
+                  f"| held-out accuracy, group RMs / pooled RM (minority users) | "
+                  f"{fmt(m.get('heldout_accuracy'))} / "
                   f"{fmt(m.get('heldout_accuracy_pooled'))} ({fmt(m.get('minority_accuracy'))} / "
                   f"{fmt(m.get('minority_accuracy_pooled'))}) |"]
         for name, groups in gt.items():
-            lines.append(f"| true group rewards, {name} | " + ", ".join(f"{g} {v:.3f}" for g, v in groups.items()) + " |")
+            lines.append(f"| true group rewards, {name} | " +
+                         ", ".join(f"{g} {v:.3f}" for g, v in groups.items()) + " |")
     if "pal" in p:
         m = p["pal"]
         lines += ["", "| PAL | value |", "|---|---|"]
-        for key in ("seen_accuracy", "seen_vs_oracle", "new_user_accuracy", "new_user_vs_oracle", "single_rm_accuracy",
-                    "minority_accuracy", "minority_single_rm_accuracy"):
+        for key in ("seen_accuracy", "seen_vs_oracle", "new_user_accuracy", "new_user_vs_oracle",
+                    "single_rm_accuracy", "minority_accuracy", "minority_single_rm_accuracy"):
             if m.get(key) is not None:
                 lines.append(f"| {key.replace('_', ' ')} | {fmt(m[key])} |")
     return "\n".join(lines) + "\n"

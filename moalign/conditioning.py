@@ -74,7 +74,8 @@ def pareto_leading(scores: np.ndarray, quantile: float) -> np.ndarray:
     return np.flatnonzero((scores >= np.quantile(scores, quantile, axis=0)).any(axis=1))
 
 
-def generate_conditioned(model, tokenizer, prompts: Sequence[Prompt], systems: Sequence[str], **gen) -> list[str]:
+def generate_conditioned(model, tokenizer, prompts: Sequence[Prompt], systems: Sequence[str],
+                         **gen) -> list[str]:
     """Answers to prompts, each with its own system text, in one batched pass."""
     texts = [render_prompt(tokenizer, p, system=s) for p, s in zip(prompts, systems, strict=True)]
     return generate_rendered(model, tokenizer, texts, **gen)

@@ -24,6 +24,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+def refuse_objective_list(data, example: str):
+    """`objectives` is always name -> spec: its old spelling, a list of names, is refused with the new."""
+    if isinstance(data, dict) and isinstance(data.get("objectives"), list):
+        raise ValueError(f"objectives: a list of names is the old spelling; write name -> spec, e.g. "
+                         f"objectives: {example}")
+    return data
+
+
 class Generation(Strict):
     """Decoding used for rollouts; recorded with every front (fronts depend on it). A sampling
     setting left out comes from the checkpoint's generation_config (see moalign.models.decoding)."""

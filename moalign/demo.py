@@ -1,6 +1,7 @@
 """`moalign demo`: the world, the base, every method trained on it with settings cut to stay within
 minutes on 2 CPU cores, their fronts on one plot and a summary table: `moalign compare` on
-evals/world.yaml with the overrides below. The full recipes are what the README's results use."""
+evals/world.yaml with each registered method's demo overrides (`moalign.registry`). The full
+recipes are what the README's results use."""
 from __future__ import annotations
 
 import json
@@ -9,16 +10,6 @@ import time
 from pathlib import Path
 
 SUITE = "evals/world.yaml"
-# method -> overrides that keep the demo within minutes
-DEMO_METHODS: dict[str, list[str]] = {
-    "sft": [],
-    "soup": ["expert.steps=80"],
-    "morlhf": ["grid=2", "rl.steps=80"],
-    "modpo": ["grid=2"],
-    "ric": [],
-    "dpa": ["rounds=3"],
-    "clp": ["rl.steps=160"],
-}
 
 
 def run_demo(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, progress: bool = True,
@@ -26,6 +17,7 @@ def run_demo(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, pro
     """Run the demo into `out`; return the summary (also written to out/summary.json)."""
     from moalign.compare import repo_file, run_compare
     from moalign.files import check_out
+    from moalign.registry import demo_methods
     from moalign.world import build_world
     from moalign.world.base import write_base
 
@@ -38,9 +30,10 @@ def run_demo(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, pro
     build_world(out / "world", seed)
     say("[bold]tiny base model[/] (cached after the first run)")
     base = write_base(out / "base", seed, overwrite=True, progress=progress)
-    summary = run_compare(repo_file(SUITE), list(DEMO_METHODS), out, base=str(base), seed=seed, extra=DEMO_METHODS,
-                          retrain=True, progress=progress, say=say)
-    summary = {"seed": seed, "suite": SUITE, "plot": summary["plot"], "wall_seconds": round(time.time() - start, 1),
-               "methods": summary["methods"]}
+    methods = demo_methods()
+    summary = run_compare(repo_file(SUITE), list(methods), out, base=str(base), seed=seed,
+                          extra=methods, retrain=True, progress=progress, say=say)
+    summary = {"seed": seed, "suite": SUITE, "plot": summary["plot"],
+               "wall_seconds": round(time.time() - start, 1), "methods": summary["methods"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

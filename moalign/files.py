@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -47,7 +48,8 @@ def _exclusive(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise MoalignError(f"{out}: another run is writing it; wait for it to finish or stop it") from None
+            raise MoalignError(f"{out}: another run is writing it; wait for it to finish "
+                               "or stop it") from None
         try:
             yield
         finally:
@@ -87,7 +89,8 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: dict | N
         if resumable:
             stack.enter_context(_exclusive(out))
             tmp = out.parent / f".{out.name}.partial"
-            _partial(tmp, hashlib.sha256(json.dumps(resume, sort_keys=True, default=str).encode()).hexdigest(),
+            _partial(tmp,
+                     hashlib.sha256(json.dumps(resume, sort_keys=True, default=str).encode()).hexdigest(),
                      out.name)
         else:
             tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -97,7 +100,8 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: dict | N
             yield tmp
         except BaseException:
             if resumable and any(p.name != _KEY for p in tmp.iterdir()):
-                print(f"finished steps are kept in {tmp}; the same command continues from them", file=sys.stderr)
+                print(f"finished steps are kept in {tmp}; the same command continues from them",
+                      file=sys.stderr)
             else:  # nothing written yet (a bad input stays a one-line error)
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -113,15 +117,47 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: dict | N
         shutil.rmtree(old, ignore_errors=True)
 
 
-def step(path: Path, run: Callable[[], float]) -> float:
-    """`run()` (which writes `path` and returns its seconds) unless an earlier attempt of a resumed
-    run finished it; its seconds either way."""
+class Stopwatch:
+    """`train_seconds`, one definition for every method: the wall time of the method's whole
+    training, from the start of its train() to its manifest (data generation, scoring, margins,
+    reference log-probs, loading and saving included), less what it measures only for its report
+    (`excluded()`: a baseline, oracle scores), plus, in a resumed run, the seconds that the steps an
+    earlier attempt finished took then."""
+
+    def __init__(self) -> None:
+        self._start, self._offset, self._excluding = time.time(), 0.0, False
+
+    def reused(self, seconds: float) -> None:
+        if not self._excluding:
+            self._offset += seconds
+
+    @contextlib.contextmanager
+    def excluded(self) -> Iterator[None]:
+        start, self._excluding = time.time(), True
+        try:
+            yield
+        finally:
+            self._offset -= time.time() - start
+            self._excluding = False
+
+    def seconds(self) -> float:
+        return round(time.time() - self._start + self._offset, 2)
+
+
+def step(path: Path, run: Callable[[], object], watch: Stopwatch | None = None) -> float:
+    """`run()` (which writes `path`) unless an earlier attempt of a resumed run finished it; the wall
+    seconds it took either way (a skipped step's are added to `watch`)."""
     marker = path / _DONE
     if marker.is_file():
-        return float(marker.read_text())
+        seconds = float(marker.read_text())
+        if watch:
+            watch.reused(seconds)
+        return seconds
     shutil.rmtree(path, ignore_errors=True)  # a half-written attempt
-    seconds = run()
-    marker.write_text(repr(float(seconds)))
+    start = time.time()
+    run()
+    seconds = time.time() - start
+    marker.write_text(repr(seconds))
     return seconds
 
 
@@ -130,15 +166,14 @@ def _weights(step_dir: Path) -> list[Path]:
     return [f for f in step_dir.iterdir() if f.name not in ("record.json", _DONE)]
 
 
-def chain_step(tmp: Path, i: int, run: Callable[[Path, str], dict], *, first: str, rng) -> dict:
+def chain_step(tmp: Path, i: int, run: Callable[[Path, str], dict], *, first: str, rng,
+               watch: Stopwatch | None = None) -> dict:
     """Step `i` of a chain whose steps each train from the one before (DPA's rounds, RiC's stages):
     `run(where, current)` trains from `current` (`first` for step 0, else the previous step's model)
     into `where` and returns a JSON-able record, kept with it. The numpy generator `rng`'s state after
     the step is kept too, and restored when a resumed run skips the step, so later steps draw what an
     uninterrupted run would. Returns the record, `seconds` included. Only the latest step keeps its
     weights."""
-    import time
-
     chain = tmp / "chain"
     where = chain / f"{i:02d}"
 
@@ -149,7 +184,7 @@ def chain_step(tmp: Path, i: int, run: Callable[[Path, str], dict], *, first: st
         (where / "record.json").write_text(json.dumps(record) + "\n")
         return record["seconds"]
 
-    step(where, timed)
+    step(where, timed, watch)
     if i:
         for f in _weights(chain / f"{i - 1:02d}"):
             shutil.rmtree(f) if f.is_dir() else f.unlink()

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Hashable, Sequence
 
 from moalign.errors import MoalignError
-from moalign.models import Prompt, check_weights, generate_rendered, load_causal_lm, load_tokenizer, render_prompt
+from moalign.models import (
+    Prompt,
+    check_weights,
+    generate_rendered,
+    load_causal_lm,
+    load_tokenizer,
+    render_prompt,
+)
 from moalign.preference import Preference, PreferenceLike
 
 MANIFEST = "moalign.json"
@@ -138,7 +145,8 @@ class SteerablePolicy:
         pref = self.preference(preference, user) or self.default_preference()
         return self.model_for(pref), self.render(prompts, pref)
 
-    def prepare_batch(self, jobs: Sequence[tuple[Sequence[Prompt], Any, str | None]]) -> tuple[Any, list[str]]:
+    def prepare_batch(self,
+                      jobs: Sequence[tuple[Sequence[Prompt], Any, str | None]]) -> tuple[Any, list[str]]:
         """One model and all texts for several (prompts, preference, user) jobs whose `batch_key`s are
         equal, to be generated in one call (the server's batcher). Equal keys mean one model serves
         every job, so only the first job's is materialised; the others' texts are rendered."""
@@ -152,7 +160,8 @@ class SteerablePolicy:
         """Whether `complete` draws several candidates for this user and keeps one (no streaming then)."""
         return False
 
-    def complete(self, model, texts: Sequence[str], rows: Sequence[tuple[Prompt, Any, str | None]], **gen) -> list[str]:
+    def complete(self, model, texts: Sequence[str], rows: Sequence[tuple[Prompt, Any, str | None]],
+                 **gen) -> list[str]:
         """Answers to rendered `texts`; `rows` holds each text's (prompt, preference, user). Policies
         that rerank candidates per user override this; the server calls it for every batch."""
         return generate_rendered(model, self.tokenizer, texts, **gen)

@@ -46,7 +46,8 @@ def objective_weights(reward_diff: np.ndarray, score_diff: np.ndarray) -> np.nda
     return w / w.sum() if w.sum() > 0 else np.full(score_diff.shape[1], 1.0 / score_diff.shape[1])
 
 
-def score_diffs(objectives: dict[str, str], prompts: list, chosen: list[str], rejected: list[str]) -> np.ndarray:
+def score_diffs(objectives: dict[str, str], prompts: list, chosen: list[str],
+                rejected: list[str]) -> np.ndarray:
     """(pairs, objectives): each objective's score of the chosen minus the rejected response."""
     from moalign.objectives import get_objective
     cols = []
@@ -65,6 +66,18 @@ def load_user_rows(data: str, columns: dict[str, str]) -> tuple[list[dict], dict
     for r in rows:
         by_user.setdefault(str(r["user_id"]), []).append(r)
     return rows, by_user
+
+
+WORLD_OBJECTIVES = {o: f"world:{o}" for o in ("helpful", "harmless", "concise", "polite")}
+
+
+def require_objectives(cfg):
+    """The world's objectives are the default only for the world's users: on other data, the objectives
+    users' preferences are mapped onto must be named (the world's scorers say nothing about real text)."""
+    if not cfg.data.startswith("world:") and "objectives" not in cfg.model_fields_set:
+        raise ValueError("objectives: required when data is not a world: reference (name -> objective spec "
+                         "that users' preferences are mapped onto, e.g. {helpful: 'hf:/models/rm#0'})")
+    return cfg
 
 
 def world_users(data: str) -> tuple[dict[str, dict], dict] | None:
@@ -203,7 +216,8 @@ def load_user_model(path: str | Path) -> UserModel:
         raise MoalignError(f"{p}: not a user model ({USERS_FILE}: {e})") from None
     method = spec.get("method")
     if method not in USER_MODELS:
-        raise MoalignError(f"{p / USERS_FILE}: unknown user model {method!r} (known: {', '.join(USER_MODELS)})")
+        raise MoalignError(f"{p / USERS_FILE}: unknown user model {method!r} "
+                           f"(known: {', '.join(USER_MODELS)})")
     module, _, name = USER_MODELS[method].partition(":")
     return getattr(importlib.import_module(module), name)(p.resolve(), spec)
 
@@ -316,7 +330,8 @@ class UserPolicy(SteerablePolicy):
         scores = np.zeros(len(candidates))
         for user in {user for _, user in owners if self.reranks(user)}:  # one scoring pass per user
             idx = [i for i, (_, u) in enumerate(owners) if u == user]
-            scores[idx] = self.user_model.reward(user, [owners[i][0] for i in idx], [candidates[i] for i in idx])
+            scores[idx] = self.user_model.reward(user, [owners[i][0] for i in idx],
+                                                 [candidates[i] for i in idx])
         out, start = [], 0
         for c in counts:
             out.append(candidates[start + int(np.argmax(scores[start:start + c]))])
@@ -328,4 +343,5 @@ def write_user_checkpoint(directory: Path, *, method: str, policy: str, objectiv
                           base: str | None, rerank: int, recipe: dict, metrics: dict) -> None:
     """The manifest of a `users` checkpoint whose user model is `directory/users`."""
     Manifest(method=method, objectives=objectives, base_model=base, recipe=recipe, metrics=metrics,
-             steering={"kind": "users", "policy": policy, "users": "users", "rerank": rerank}).write(directory)
+             steering={"kind": "users", "policy": policy, "users": "users",
+                       "rerank": rerank}).write(directory)

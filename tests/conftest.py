@@ -55,7 +55,8 @@ def soup_dir(base_dir, tmp_path_factory):
                 p.add_(torch.randn_like(p) * 0.05)
         model.save_pretrained(root / name)
         tok.save_pretrained(root / name)
-    build(str(base_dir), {"helpful": str(root / "helpful"), "harmless": str(root / "harmless")}, root / "soup")
+    build(str(base_dir), {"helpful": str(root / "helpful"), "harmless": str(root / "harmless")},
+          root / "soup")
     return root / "soup"
 
 
@@ -81,7 +82,8 @@ def run_cli(monkeypatch, capsys):
 def pal_dir(base_dir, tmp_path_factory):
     """PAL trained by its recipe on the world's users (about 15 s); serves the base by best-of-8."""
     from moalign.policies import train_recipe
-    return train_recipe("policies/pal.yaml", [], out=str(tmp_path_factory.mktemp("pal") / "pal"), progress=False)
+    return train_recipe("policies/pal.yaml", [], out=str(tmp_path_factory.mktemp("pal") / "pal"),
+                        progress=False)
 
 
 @pytest.fixture

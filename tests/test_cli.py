@@ -31,7 +31,8 @@ def test_generate_on_a_tiny_llama(run_cli, tmp_path, tokenizer):
     d = tmp_path / "llama"
     LlamaForCausalLM(cfg).save_pretrained(d)
     tokenizer.save_pretrained(d)
-    code, out, err = run_cli("generate", d, "--prompt", "how do i bake bread ?", "--greedy", "--max-new-tokens", "6")
+    code, out, err = run_cli("generate", d, "--prompt", "how do i bake bread ?", "--greedy",
+                             "--max-new-tokens", "6")
     assert code == 0, err
     expected = generate(load_causal_lm(d), load_tokenizer(d), ["how do i bake bread ?"], max_new_tokens=6,
                         do_sample=False)[0]
@@ -42,7 +43,8 @@ def test_generate_with_the_base_and_bad_preferences(run_cli, base_dir):
     code, out, _ = run_cli("generate", base_dir, "-p", "how do i bake bread ?", "--preference",
                            "helpful=0.7,harmless=0.3", "--max-new-tokens", "20")
     assert code == 0 and "how do i bake bread ?" in out
-    for pref, needle in [("helpful=-1", "negative"), ("helpful=nan", "not finite"), ("wit=1", "unknown objective")]:
+    for pref, needle in [("helpful=-1", "negative"), ("helpful=nan", "not finite"),
+                         ("wit=1", "unknown objective")]:
         _one_line_error(*run_cli("generate", base_dir, "-p", "x", "--preference", pref), needle)
 
 
@@ -60,16 +62,19 @@ def test_bad_recipes_and_data(run_cli, tmp_path):
     _one_line_error(*run_cli("train", tmp_path / "r.yaml"), "epochz: unknown key")
     (tmp_path / "m.yaml").write_text("method: magic\n")
     _one_line_error(*run_cli("train", tmp_path / "m.yaml"), "unknown method 'magic'")
-    _one_line_error(*run_cli("train", "policies/morlhf.yaml", "seed=-1"), "seed: Input should be greater than or equal to 0")
+    _one_line_error(*run_cli("train", "policies/morlhf.yaml", "seed=-1"),
+                    "seed: Input should be greater than or equal to 0")
     (tmp_path / "bad.jsonl").write_text('{"prompt": "hi", "answer": "yo"}\n')
     _one_line_error(*run_cli("train", "policies/sft.yaml", f"data={tmp_path / 'bad.jsonl'}", "format=sft",
                              "--out", tmp_path / "o"), "response")
     (tmp_path / "empty.jsonl").write_text("")
     _one_line_error(*run_cli("train", "policies/sft.yaml", f"data={tmp_path / 'empty.jsonl'}",
                              "--out", tmp_path / "o"), "empty.jsonl")
-    _one_line_error(*run_cli("train", "policies/sft.yaml", "base_model=" + str(tmp_path), "--out", tmp_path / "o"),
+    _one_line_error(*run_cli("train", "policies/sft.yaml", "base_model=" + str(tmp_path),
+                             "--out", tmp_path / "o"),
                     "no model weights")
-    _one_line_error(*run_cli("train", "policies/sft.yaml", "base_model=openai/gpt-oss", "--out", tmp_path / "o"),
+    _one_line_error(*run_cli("train", "policies/sft.yaml", "base_model=openai/gpt-oss",
+                             "--out", tmp_path / "o"),
                     "nor a hub id: HF_HUB_OFFLINE=1")  # the tests run offline
     assert not (tmp_path / "o").exists()
 
@@ -77,7 +82,8 @@ def test_bad_recipes_and_data(run_cli, tmp_path):
 def test_checkpoint_without_weights(run_cli, tmp_path):
     (tmp_path / "ckpt").mkdir()
     _one_line_error(*run_cli("generate", tmp_path / "ckpt", "-p", "hi"), "no model weights")
-    _one_line_error(*run_cli("front", tmp_path / "ckpt", "--eval", "evals/world.yaml", "--out", tmp_path / "f"),
+    _one_line_error(*run_cli("front", tmp_path / "ckpt", "--eval", "evals/world.yaml",
+                             "--out", tmp_path / "f"),
                     "no model weights")
 
 
@@ -87,7 +93,8 @@ def test_front_plot_merge(run_cli, base_dir, tmp_path):
     assert code == 0, err
     front = json.loads((tmp_path / "f" / "front.json").read_text())
     assert len(front["points"]) == 3 and front["method"] == "base"
-    _one_line_error(*run_cli("front", base_dir, "--eval", "evals/world.yaml", "--out", tmp_path / "f"), "--overwrite")
+    _one_line_error(*run_cli("front", base_dir, "--eval", "evals/world.yaml", "--out", tmp_path / "f"),
+                    "--overwrite")
     code, out, _ = run_cli("plot", tmp_path / "f", tmp_path / "f" / "front.json", "--out", tmp_path / "p.png")
     assert code == 0 and (tmp_path / "p.png").stat().st_size > 10_000
     code, _, err = run_cli("merge", base_dir, "--preference", "helpful=1", "--out", tmp_path / "m")

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from moalign.compare import CLAIMS, suite_overrides, table
+from moalign.compare import suite_overrides, table
+from moalign.registry import REGISTRY
 
 THREE = {"helpful": "world:helpful", "harmless": "world:harmless", "concise": "world:concise"}
 
@@ -11,11 +12,12 @@ THREE = {"helpful": "world:helpful", "harmless": "world:harmless", "concise": "w
 def test_suite_objectives_and_the_equal_budget_rule_reach_the_recipes():
     assert suite_overrides("clp", THREE) == ["objectives=" + json.dumps(THREE), "rl.steps=450"]
     assert "grid=2" in suite_overrides("morlhf", THREE)
-    assert suite_overrides("modpo", THREE) == ['objectives=["helpful", "harmless", "concise"]', "train_on=harmless",
-                                               "margins={}", "grid=2"]
+    assert suite_overrides("modpo", THREE) == [
+        'objectives={"helpful": "dpo", "harmless": "dpo", "concise": "dpo"}', "train_on=harmless", "grid=2"]
     from moalign.policies import load_recipe
-    for method, recipe in (("clp", "policies/clp.yaml"), ("modpo", "policies/modpo.yaml"), ("ric", "policies/ric.yaml"),
-                           ("soup", "soups/world.yaml"), ("morlhf", "policies/morlhf.yaml"), ("dpa", "policies/dpa.yaml"),
+    for method, recipe in (("clp", "policies/clp.yaml"), ("modpo", "policies/modpo.yaml"),
+                           ("ric", "policies/ric.yaml"), ("soup", "soups/world.yaml"),
+                           ("morlhf", "policies/morlhf.yaml"), ("dpa", "policies/dpa.yaml"),
                            ("sft", "policies/sft.yaml")):
         _, cfg = load_recipe(recipe, suite_overrides(method, THREE))  # every override validates
         names = list(cfg.objectives)
@@ -38,7 +40,8 @@ def test_rows_carry_ratios_and_whether_each_claim_held():
     assert rows["ric"]["claim_held"] is False and rows["ric"]["train_vs_morlhf"] == 0.1
     assert rows["dpa"]["claim_held"] is False
     assert rows["clp"]["hv_vs_soup"] == pytest.approx(1.053) and rows["clp"]["claim_held"] is True
-    assert "claim" not in rows["morlhf"] and set(CLAIMS) == {"soup", "modpo", "ric", "dpa", "clp"}
+    assert "claim" not in rows["morlhf"] and {m.name for m in REGISTRY if m.claim} == {
+        "soup", "modpo", "ric", "dpa", "clp"}
     # without MORLHF there is nothing to compare with
     assert table([front("modpo", 0.78, 300)])[0]["claim_held"] is None
 
@@ -53,14 +56,16 @@ def test_compare_writes_table_and_resumes(run_cli, base_dir, world_dir, tmp_path
     assert code == 0, err
     summary = json.loads((out / "compare.json").read_text())
     assert [r["method"] for r in summary["methods"]] == ["base", "sft"]
-    assert summary["personalization"]["pal"]["seen_vs_oracle"] == json.loads((pal_dir / "pal.json").read_text())["seen_vs_oracle"]
+    assert (summary["personalization"]["pal"]["seen_vs_oracle"] ==
+            json.loads((pal_dir / "pal.json").read_text())["seen_vs_oracle"])
     assert "| sft |" in stdout and "PAL" in (out / "compare.md").read_text()
     assert (out / "fronts.png").stat().st_size > 10_000
     mtimes = {m: (out / "fronts" / m / "front.json").stat().st_mtime for m in ("sft", "base")}
     code, _, err = run_cli("compare", "evals/world.yaml", "--methods", "sft", "--out", out, "-q")
     assert code == 0, err
     assert {m: (out / "fronts" / m / "front.json").stat().st_mtime for m in mtimes} == mtimes  # reused
-    code, _, err = run_cli("compare", "evals/world.yaml", "--methods", "sft", "--out", out, "--set", "soup.x=1")
+    code, _, err = run_cli("compare", "evals/world.yaml", "--methods", "sft", "--out", out,
+                           "--set", "soup.x=1")
     assert code == 2 and "METHOD.KEY=VALUE" in err
     code, _, err = run_cli("compare", "evals/world.yaml", "--methods", "nope", "--out", out)
     assert code == 2 and "unknown method" in err

@@ -17,7 +17,7 @@ def test_every_shipped_yaml_validates(path):
         assert len(suite.reference_point) == len(suite.objectives)
     else:
         module, cfg = load_recipe(ROOT / path)
-        assert module.__name__ in METHODS.values()
+        assert module.__name__ in {m.module for m in METHODS.values()}
 
 
 def test_overrides_nest_parse_and_keep_order():
@@ -44,7 +44,8 @@ def test_unknown_method_names_the_choices(tmp_path):
 
 
 def test_suite_reference_point_must_match(tmp_path):
-    (tmp_path / "s.yaml").write_text("name: s\nobjectives: {helpful: 'world:helpful'}\nreference_point: [0, 0]\n")
+    (tmp_path / "s.yaml").write_text("name: s\nobjectives: {helpful: 'world:helpful'}\n"
+                                     "reference_point: [0, 0]\n")
     with pytest.raises(MoalignError, match="reference_point has 2 values for 1 objectives"):
         load_suite(tmp_path / "s.yaml")
 
@@ -53,3 +54,23 @@ def test_an_rl_setting_trl_would_ignore_fails_at_load():
     with pytest.raises(MoalignError, match="aggregation normalize_then_sum needs algorithm grpo"):
         load_recipe(ROOT / "policies/morlhf.yaml", ["rl.algorithm=rloo", "rl.aggregation=normalize_then_sum"])
     load_recipe(ROOT / "policies/morlhf.yaml", ["rl.algorithm=rloo"])
+
+
+@pytest.mark.parametrize("recipe, old, new", [
+    ("policies/modpo.yaml", "margins={helpful: reward_model}", "margins: now written in `objectives`"),
+    ("policies/modpo.yaml", "objectives=[helpful, harmless]", "objectives: {helpful: dpo, harmless: dpo}"),
+    ("policies/sft.yaml", "objectives=[helpful]", "objectives: {helpful: world:helpful"),
+])
+def test_old_spellings_are_refused_with_the_new_one(recipe, old, new):
+    with pytest.raises(MoalignError, match="old spelling|now written") as e:
+        load_recipe(ROOT / recipe, [old])
+    assert new in str(e.value)
+
+
+def test_objectives_are_name_to_spec_in_every_method():
+    from moalign.policies import method_module
+    from moalign.registry import REGISTRY
+    for m in REGISTRY:
+        field = method_module(m.name).Config.model_fields.get("objectives")
+        if field is not None:  # the reward model has one objective's labels, not a set
+            assert field.annotation == dict[str, str], m.name

@@ -2,30 +2,36 @@ import json
 
 import pytest
 
-from moalign import demo as demo_module
+from moalign import registry
 from moalign.evals.pareto import hypervolume
 
 FAST = {"sft": ["max_steps=3"],
-        "soup": ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4", "expert.max_completion_length=16"],
-        "morlhf": ["grid=1", "rl.steps=2", "rl.batch_size=16", "rl.num_generations=4", "rl.max_completion_length=16"],
-        "modpo": ["grid=1", "max_steps=2", "margins.helpful=world:helpful"],
+        "soup": ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4",
+                 "expert.max_completion_length=16"],
+        "morlhf": ["grid=1", "rl.steps=2", "rl.batch_size=16", "rl.num_generations=4",
+                   "rl.max_completion_length=16"],
+        "modpo": ["grid=1", "max_steps=2", "objectives.helpful=world:helpful"],
         "ric": ["online.samples=8"],
         "dpa": ["rounds=1", "prompts_per_round=8", "k=2", "epochs=1"],
         "clp": ["rl.steps=2", "rl.batch_size=8", "rl.num_generations=4", "rl.max_completion_length=16"]}
 
 
-def test_demo_writes_a_front_per_method_a_plot_and_a_table(run_cli, base_dir, world_dir, tmp_path, monkeypatch):
-    # every method of the demo, each cut to a few steps and (MODPO) a few pairs: the real settings take minutes
+def test_demo_writes_a_front_per_method_a_plot_and_a_table(run_cli, base_dir, world_dir, tmp_path,
+                                                           monkeypatch):
+    # every method of the demo, each cut to a few steps and (MODPO) a few pairs: the real settings take
+    # minutes
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join((world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines(True)[:32]))
     scored = tmp_path / "scored.jsonl"
     scored.write_text("".join((world_dir / "data" / "scored.jsonl").read_text().splitlines(True)[:32]))
     fast = dict(FAST, modpo=FAST["modpo"] + [f"data={pairs}"], ric=FAST["ric"] + [f"data={scored}"])
-    monkeypatch.setattr(demo_module, "DEMO_METHODS", {name: fast[name] for name in demo_module.DEMO_METHODS})
+    cut = {name: fast[name] for name in registry.demo_methods()}
+    monkeypatch.setattr(registry, "demo_methods", lambda: cut)
     code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--quiet")
     assert code == 0, err
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert [r["method"] for r in summary["methods"]] == ["base", "sft", "soup", "morlhf", "modpo", "ric", "dpa", "clp"]
+    assert [r["method"] for r in summary["methods"]] == ["base", "sft", "soup", "morlhf", "modpo", "ric",
+                                                         "dpa", "clp"]
     for row in summary["methods"]:
         front = json.loads((tmp_path / "demo" / "fronts" / row["method"] / "front.json").read_text())
         assert len(front["points"]) == 11

@@ -13,7 +13,8 @@ from moalign.steerable import FixedPolicy, Manifest, load_steerable
 def plain_dir(tmp_path, tokenizer):
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2,
-                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
+                                       pad_token_id=tokenizer.pad_token_id,
+                                       eos_token_id=tokenizer.eos_token_id))
     d = tmp_path / "plain"
     model.save_pretrained(d)
     tokenizer.save_pretrained(d)
@@ -94,7 +95,8 @@ def test_a_failed_run_resumes_from_its_finished_steps(tmp_path, monkeypatch):
         assert run(d, "a") == 1.5 and run(d, "b") == 1.5
     assert calls == ["a", "b", "b"]  # a was kept; the half-written b ran again
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["a", "a/w.txt", "b", "b/w.txt"]  # no markers
+    # no markers
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["a", "a/w.txt", "b", "b/w.txt"]
     n = len(calls)
     with pytest.raises(RuntimeError):
         with atomic_dir(out, overwrite=True, resume={"lr": 1}) as d:
@@ -129,11 +131,13 @@ def test_a_chain_keeps_only_its_latest_weights_and_ends_in_place(tmp_path):
     rng = np.random.default_rng(0)
     with atomic_dir(tmp_path / "run", resume={"x": 1}) as d:
         for i in range(3):
-            record = chain_step(d, i, lambda where, current, i=i: train(where, current, i), first="base", rng=rng)
+            record = chain_step(d, i, lambda where, current, i=i: train(where, current, i), first="base",
+                                rng=rng)
             assert record["i"] == i and record["seconds"] >= 0
             assert record["from"] == ("base" if i == 0 else str(d / "chain" / f"{i - 1:02d}"))
             if i:  # the step before keeps its record, not its weights
-                assert sorted(p.name for p in (d / "chain" / f"{i - 1:02d}").iterdir()) == [".step-done", "record.json"]
+                assert (sorted(p.name for p in (d / "chain" / f"{i - 1:02d}").iterdir()) ==
+                        [".step-done", "record.json"])
         end_chain(d, 2)
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["w.bin"]
     assert (tmp_path / "run" / "w.bin").read_text() == "2"

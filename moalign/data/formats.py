@@ -237,7 +237,8 @@ def check_data(ds: datasets.Dataset, name: str, format: str, *, objectives: Sequ
 def to_pairwise(ds_multi: datasets.Dataset, objective: str) -> datasets.Dataset:
     """pairwise_multi rows -> prompt/chosen/rejected for one objective.
 
-    better_<obj> == 1 means response_1 is the better one. Other columns are kept, except response_0, response_1 and the better_* labels.
+    better_<obj> == 1 means response_1 is the better one. Other columns are kept, except response_0,
+    response_1 and the better_* labels.
     """
     label = f"better_{objective}"
     missing = [c for c in ("prompt", "response_0", "response_1", label) if c not in ds_multi.column_names]

@@ -62,8 +62,9 @@ def summarise(points: list[dict], objectives: Sequence[str], reference: Sequence
 
 
 def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None = None,
-                preferences: Sequence[Preference] | None = None, search: str = "grid", budget: int | None = None,
-                eval_path: str | None = None, progress: bool = True, cache: Path | None = None) -> dict:
+                preferences: Sequence[Preference] | None = None, search: str = "grid",
+                budget: int | None = None, eval_path: str | None = None, progress: bool = True,
+                cache: Path | None = None) -> dict:
     """The front of `policy` under `suite`, as a front.json dictionary: the suite's das-dennis grid,
     the given `preferences`, or an NSGA-II search (`search="nsga2"`) of `budget` evaluations.
     With `cache`, each evaluated point is kept there and reused by a later call (`trace_to`)."""
@@ -91,7 +92,8 @@ def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None
         if record is None or record["point"]["preference"] != wanted:
             start = time.time()
             scores, responses, n = rollout(policy, prompts, objectives, pref.as_dict(), generation=generation)
-            samples = [{"prompt": p, "response": r} for p, r in zip(prompts[:suite.samples_per_point], responses)]
+            samples = [{"prompt": p, "response": r}
+                       for p, r in zip(prompts[:suite.samples_per_point], responses)]
             point = {"preference": wanted, "scores": {k: round(v, 6) for k, v in scores.items()},
                      "n_prompts": len(prompts), "samples": samples}
             record = {"point": point, "tokens": n, "seconds": time.time() - start}
@@ -187,7 +189,8 @@ def chord_gaps(front: dict) -> dict[str, dict[str, float]]:
     first = front["objectives"][0]
     points = sorted(front["points"], key=lambda p: p["preference"][first])
     ends = points[0], points[-1]
-    if len(front["objectives"]) != 2 or ends[0]["preference"][first] != 0 or ends[1]["preference"][first] != 1:
+    if (len(front["objectives"]) != 2 or ends[0]["preference"][first] != 0 or
+            ends[1]["preference"][first] != 1):
         raise MoalignError("chord gaps need a two-objective front that includes both end points")
     gaps: dict[str, dict[str, float]] = {}
     for o in front["objectives"]:

@@ -66,7 +66,8 @@ def get_objective(spec: str, name: str | None = None) -> Objective:
     prefix, sep, target = spec.partition(":")
     known = ", ".join(f"{p}:" for p in REGISTRY)
     if not sep or prefix not in REGISTRY:
-        raise MoalignError(f"objective {spec!r}: unknown source; expected a spec starting with one of {known}")
+        raise MoalignError(f"objective {spec!r}: unknown source; expected a spec starting with one of "
+                           f"{known}")
     if not target:
         raise MoalignError(f"objective {spec!r}: nothing after {prefix!r}")
     module, cls = REGISTRY[prefix].split(":")

@@ -14,8 +14,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from moalign.errors import MoalignError
-from moalign.models import (Prompt, check_weights, load_causal_lm, load_tokenizer, resolve,
-                            sequence_logprobs)
+from moalign.models import Prompt, check_weights, load_causal_lm, load_tokenizer, resolve, sequence_logprobs
 from moalign.objectives import Objective
 
 
@@ -70,5 +69,6 @@ class ImplicitObjective(Objective):
 
     def _score(self, prompts: list[Prompt], responses: list[str]) -> np.ndarray:
         policy, ref, tok = self._load()
-        ratio = sequence_logprobs(policy, tok, prompts, responses) - sequence_logprobs(ref, tok, prompts, responses)
+        ratio = (sequence_logprobs(policy, tok, prompts, responses) -
+                 sequence_logprobs(ref, tok, prompts, responses))
         return self.beta * ratio.double().numpy()

@@ -1,6 +1,5 @@
-"""Training methods. Each is one module with a pydantic `Config` and `train(cfg, out, ...) -> Path`
-that writes a steerable checkpoint (or, for `reward_model`, a reward model to use as `hf:<dir>`);
-this dict literal is the registry `moalign train` dispatches on.
+"""Training recipes: a YAML file with `method: <name>` (an entry of `moalign.registry`) and that
+method's keys, validated by its `Config`, trained by its `train()`.
 """
 from __future__ import annotations
 
@@ -11,25 +10,11 @@ from typing import Sequence
 
 from moalign.config import apply_overrides, load_yaml, validate
 from moalign.errors import MoalignError
-
-METHODS = {
-    "sft": "moalign.policies.sft",
-    "soup": "moalign.soups.soup",
-    "morlhf": "moalign.policies.morlhf",
-    "modpo": "moalign.policies.modpo",
-    "reward_model": "moalign.policies.reward_model",
-    "ric": "moalign.policies.ric",
-    "dpa": "moalign.policies.dpa",
-    "clp": "moalign.policies.clp",
-    "maxmin": "moalign.policies.maxmin",
-    "pal": "moalign.policies.pal",
-}
+from moalign.registry import METHODS, method
 
 
 def method_module(name: str):
-    if name not in METHODS:
-        raise MoalignError(f"unknown method {name!r} (known: {', '.join(sorted(METHODS))})")
-    return importlib.import_module(METHODS[name])
+    return importlib.import_module(method(name).module)
 
 
 def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()):

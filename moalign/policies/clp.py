@@ -18,7 +18,6 @@ Deviations: GRPO instead of the paper's policy-gradient setup; w is drawn per ge
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -27,23 +26,29 @@ from pydantic import Field
 
 from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
-from moalign.policies.sft import Lora
 from moalign.preference import Preference
-from moalign.soups.experts import RL
 from moalign.steerable import Manifest, SteerablePolicy
+from moalign.training.lora import Lora
+from moalign.training.rl import RL
 
 SHARED = "shared"  # the adapter of prompt-only conditioning
 
 
 class Config(Strict):
-    base_model: str = "world:base"
-    objectives: dict[str, str] = Field(min_length=2)  # name -> objective spec
-    conditioning: Literal["parameters", "prompt", "both"] = "parameters"
-    alpha: float = Field(1.0, gt=0)  # Dirichlet concentration of the sampled preferences
-    rl: RL = RL(steps=300, learning_rate=1e-3)  # LoRA adapters: 10x full fine-tuning's rate
-    lora: Lora = Lora(r=16, alpha=32)
-    seed: Seed = 0
-    out: str = "runs/clp"
+    base_model: str = Field("world:base", description="frozen base and KL reference")
+    objectives: dict[str, str] = Field(min_length=2, description="name -> objective spec (the rewards r_i), "
+                                                                 "at least 2")
+    conditioning: Literal["parameters", "prompt", "both"] = Field(
+        "parameters", description="how the policy sees w: per-objective adapters scaled by w, w in the "
+                                  "system message, or both")
+    alpha: float = Field(1.0, gt=0, description="Dirichlet concentration of the sampled preferences "
+                                                "(smaller: more mass near the vertices)")
+    rl: RL = Field(RL(steps=300, learning_rate=1e-3),
+                   description="the GRPO/RLOO run; LoRA adapters learn at 10x full fine-tuning's rate")
+    lora: Lora = Field(Lora(r=16, alpha=32), description="shape of the per-objective (or shared) adapters; "
+                                                         "not nullable")
+    seed: Seed = Field(0, description="training seed; also seeds the w draws")
+    out: str = Field("runs/clp", description="output directory when `--out` is not given")
 
 
 def weights_text(names: Sequence[str], weights: Sequence[float]) -> str:
@@ -137,7 +142,8 @@ class ParameterPolicy(SteerablePolicy):
     def system_text(self, preference=None):
         if self.manifest.steering["conditioning"] == "parameters":
             return None
-        return weights_text(self.objectives, (self.preference(preference) or self.default_preference()).weights)
+        return weights_text(self.objectives,
+                            (self.preference(preference) or self.default_preference()).weights)
 
 
 def _trainer_class(algorithm: str):
@@ -165,7 +171,8 @@ def _trainer_class(algorithm: str):
                 set_mixture(self.model, c["names"], w)
             if c["conditioning"] != "parameters":
                 system = weights_text(c["names"], w)
-                inputs = [dict(x, prompt=render_prompt(c["tok"], x["raw_prompt"], system=system)) for x in inputs]
+                inputs = [dict(x, prompt=render_prompt(c["tok"], x["raw_prompt"], system=system))
+                          for x in inputs]
             return super()._generate_and_score_completions(inputs)
 
     return CLPTrainer
@@ -173,14 +180,16 @@ def _trainer_class(algorithm: str):
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
+    from transformers import set_seed
+
     from moalign.conditioning import add_missing_tokens
-    from moalign.files import atomic_dir
+    from moalign.files import Stopwatch, atomic_dir
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.preference import grid
-    from moalign.soups.experts import reward_functions, rl_args, rl_dataset
     from moalign.training import base_path, quiet
+    from moalign.training.rl import reward_functions, rl_args, rl_dataset
 
-    start = time.time()
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     steering = {"kind": "parameters", "conditioning": cfg.conditioning, "objectives": names}
@@ -192,8 +201,9 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         if cfg.conditioning != "parameters" and add_missing_tokens(
                 tok, model, [weights_text(names, p.weights) for p in grid(names, 4)]):
             model.save_pretrained(tmp / "base")  # new embedding rows: the checkpoint keeps its own base
-        args = rl_args(cfg.rl, [1.0 / len(names)] * len(names), tmp / "_trainer", seed=cfg.seed, progress=progress,
-                       beta=0.0)  # seeds the adapters' initialisation too
+        args = rl_args(cfg.rl, [1.0 / len(names)] * len(names), tmp / "_trainer", seed=cfg.seed,
+                       progress=progress, beta=0.0)
+        set_seed(cfg.seed)  # the adapters' initialisation
         model = attach_adapters(model, adapters, cfg.lora).train()
         trainer = _trainer_class(cfg.rl.algorithm)(model=model, reward_funcs=reward_functions(cfg.objectives),
                                                    args=args, train_dataset=data, processing_class=tok)
@@ -203,6 +213,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         for name in adapters:  # the peft scalings are not saved: ParameterPolicy sets them per call
             model.save_pretrained(tmp / "adapters", selected_adapters=[name])
         tok.save_pretrained(tmp)
-        Manifest(method="clp", objectives=names, steering=steering, base_model=base, recipe=recipe or cfg.model_dump(),
-                 metrics={"train_seconds": round(time.time() - start, 2), "rl_steps": cfg.rl.steps}).write(tmp)
+        Manifest(method="clp", objectives=names, steering=steering, base_model=base,
+                 recipe=recipe or cfg.model_dump(),
+                 metrics={"train_seconds": watch.seconds(), "rl_steps": cfg.rl.steps}).write(tmp)
     return out

@@ -25,8 +25,8 @@ from pydantic import Field
 
 from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
-from moalign.policies.sft import Lora
 from moalign.preference import Preference
+from moalign.training.lora import Lora
 
 
 class Direction(Preference):
@@ -38,7 +38,8 @@ class Direction(Preference):
         objectives = tuple(objectives)
         unknown = [k for k in weights if k not in objectives]
         if unknown:
-            raise MoalignError(f"direction: unknown objective {unknown[0]!r} (known: {', '.join(objectives)})")
+            raise MoalignError(f"direction: unknown objective {unknown[0]!r} "
+                               f"(known: {', '.join(objectives)})")
         try:
             v = np.array([float(weights.get(o, 0.0)) for o in objectives])
         except (TypeError, ValueError):
@@ -86,24 +87,30 @@ def conditioning(steering: dict, preference: Preference) -> str:
 
 
 class Config(Strict):
-    base_model: str = "world:base"
-    objectives: dict[str, str] = Field(min_length=2)  # name -> objective spec
-    reward: Literal["objectives", "ridge"] = "objectives"
-    data: str = "world:scored"  # the ridge heads' training data (reward: ridge)
-    columns: dict[str, str] = {}
-    prompts: str = "world:prompts"
-    rounds: int = Field(4, ge=1)
-    prompts_per_round: int = Field(512, ge=1)
-    k: int = Field(8, ge=2)  # samples per prompt
-    angles: tuple[float, float] | None = None  # degrees, two objectives; default: the simplex (0, 90)
-    epochs: float = Field(2.0, gt=0)
-    learning_rate: float = Field(5e-4, gt=0)
-    batch_size: int = Field(16, ge=1)
-    max_length: int = Field(256, ge=8)
-    max_new_tokens: int = Field(64, ge=1)
-    lora: Lora | None = None
-    seed: Seed = 0
-    out: str = "runs/dpa"
+    base_model: str = Field("world:base", description="starting policy (and the feature extractor for "
+                                                      "`ridge`)")
+    objectives: dict[str, str] = Field(min_length=2, description="name -> objective spec, at least 2; the "
+                                                                 "reward under `reward: objectives`")
+    reward: Literal["objectives", "ridge"] = Field(
+        "objectives", description="where r comes from: the objectives' scorers, or ridge heads on the "
+                                  "base's hidden states fitted to `data`")
+    data: str = Field("world:scored", description="training data of the ridge heads (`reward: ridge` only)")
+    columns: dict[str, str] = Field({}, description="column map for `data`, moalign name -> file column")
+    prompts: str = Field("world:prompts", description="prompt pool (a `prompt` column; no column map)")
+    rounds: int = Field(4, ge=1, description="rejection-sampling rounds")
+    prompts_per_round: int = Field(512, ge=1, description="prompts drawn per round (with replacement)")
+    k: int = Field(8, ge=2, description="samples per prompt")
+    angles: tuple[float, float] | None = Field(None, description="direction range in degrees (two "
+                                                                 "objectives); none: the simplex, 0 to 90")
+    epochs: float = Field(2.0, gt=0, description="SFT epochs per round")
+    learning_rate: float = Field(5e-4, gt=0, description="SFT learning rate, constant schedule")
+    batch_size: int = Field(16, ge=1, description="SFT batch size")
+    max_length: int = Field(256, ge=8, description="SFT sequence length in tokens")
+    max_new_tokens: int = Field(64, ge=1, description="length of the sampled answers in tokens")
+    lora: Lora | None = Field(None, description="LoRA, merged into the saved model; refused when tokens "
+                                                "must be added to the vocabulary")
+    seed: Seed = Field(0, description="training and sampling seed")
+    out: str = Field("runs/dpa", description="output directory when `--out` is not given")
 
 
 def sample_directions(rng: np.random.Generator, names: list[str], n: int,
@@ -162,25 +169,24 @@ def _reward_fn(cfg: Config, base: str, names: list[str]):
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    import time
 
     from moalign.conditioning import generate_conditioned
     from moalign.data import load_data
-    from moalign.files import atomic_dir, chain_step, end_chain
+    from moalign.files import Stopwatch, atomic_dir, chain_step, end_chain
     from moalign.models import load_causal_lm, load_tokenizer
-    from moalign.policies.sft import fit
     from moalign.steerable import Manifest
     from moalign.training import base_path
+    from moalign.training.sft import train_sft
     from moalign.world import resolve
 
-    start = time.time()
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     steering = {"kind": "prompt", "conditioner": "dpa", "objectives": names}
     rewards, metrics = _reward_fn(cfg, base, names)
     pool = list(load_data(resolve(cfg.prompts), "prompts")["prompt"])
     rng = np.random.default_rng(cfg.seed)
-    rounds, seconds = [], time.time() - start
+    rounds = []
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         for r in range(cfg.rounds):
             def one_round(where: Path, current: str, r=r) -> dict:
@@ -189,30 +195,31 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 dirs = sample_directions(rng, names, len(prompts), cfg.angles)
                 systems = [conditioning(steering, Direction(dict(zip(names, v)), names)) for v in dirs]
                 rep = np.repeat(np.arange(len(prompts)), cfg.k)  # k samples per prompt
-                answers = generate_conditioned(model, tok, [prompts[i] for i in rep], [systems[i] for i in rep],
-                                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1000 * r)
-                scores = rewards([prompts[i] for i in rep], answers).reshape(len(prompts), cfg.k, len(names))
+                answers = generate_conditioned(model, tok, [prompts[i] for i in rep],
+                                               [systems[i] for i in rep], max_new_tokens=cfg.max_new_tokens,
+                                               seed=cfg.seed + 1000 * r)
+                scores = rewards([prompts[i] for i in rep], answers).reshape(len(prompts), cfg.k,
+                                                                             len(names))
                 utility = (scores * dirs[:, None, :]).sum(-1)
                 best = utility.argmax(1)
                 rows = [{"prompt": p, "system": s, "response": answers[i * cfg.k + b]}
                         for i, (p, s, b) in enumerate(zip(prompts, systems, best))]
                 del model
-                fit(current, rows, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed + r,
-                    batch_size=cfg.batch_size, max_length=cfg.max_length, lora=cfg.lora, progress=progress)
+                train_sft(current, rows, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                          seed=cfg.seed + r, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                          lora=cfg.lora, progress=progress)
                 chosen = scores[np.arange(len(prompts)), best]
                 return {"metrics": {
                     "round": r + 1, "best_of_k_utility": round(float(utility.max(1).mean()), 4),
                     "mean_utility": round(float(utility.mean()), 4),
                     "kept_mean_scores": dict(zip(names, chosen.mean(0).round(4).tolist()))}}
 
-            record = chain_step(tmp, r, one_round, first=base, rng=rng)
-            rounds.append(record["metrics"])
-            seconds += record["seconds"]
+            rounds.append(chain_step(tmp, r, one_round, first=base, rng=rng, watch=watch)["metrics"])
             if progress:
                 print(f"DPA round {r + 1}/{cfg.rounds}: best-of-{cfg.k} utility "
                       f"{rounds[-1]['best_of_k_utility']} (mean {rounds[-1]['mean_utility']})")
         end_chain(tmp, cfg.rounds - 1)
         Manifest(method="dpa", objectives=names, steering=steering, base_model=base,
                  recipe=recipe or cfg.model_dump(),
-                 metrics={"train_seconds": round(seconds, 2), "rounds": rounds, **metrics}).write(tmp)
+                 metrics={"train_seconds": watch.seconds(), "rounds": rounds, **metrics}).write(tmp)
     return out

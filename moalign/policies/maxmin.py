@@ -30,7 +30,6 @@ Deviations from the paper and the authors' code:
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -38,39 +37,36 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from moalign.config import Seed, Strict
-from moalign.soups.experts import RL
-from moalign.users import UserModel
-
-WORLD_OBJECTIVES = {o: f"world:{o}" for o in ("helpful", "harmless", "concise", "polite")}
-
-
-def require_objectives(cfg):
-    """The world's objectives are the default only for the world's users: on other data, the objectives
-    users' preferences are mapped onto must be named (the world's scorers say nothing about real text)."""
-    if not cfg.data.startswith("world:") and "objectives" not in cfg.model_fields_set:
-        raise ValueError("objectives: required when data is not a world: reference (name -> objective spec "
-                         "that users' preferences are mapped onto, e.g. {helpful: 'hf:/models/rm#0'})")
-    return cfg
+from moalign.training.rl import RL
+from moalign.users import WORLD_OBJECTIVES, UserModel, require_objectives
 
 
 class Config(Strict):
-    base_model: str = "world:base"
-    data: str = "world:user_pairwise"
-    columns: dict[str, str] = {}
-    groups: int = Field(2, ge=1)
-    em_iterations: int = Field(10, ge=1)
-    restarts: int = Field(4, ge=1)  # EM starts: h mod K, then k-means on per-user heads
-    l2: float = Field(1e-2, ge=0)  # ridge penalty of the Bradley-Terry heads (on standardised features)
-    features: str | None = None  # frozen encoder; None = the base model's hidden states
-    pooling: Literal["mean", "mean+last"] = "mean+last"
-    heldout: float = Field(0.2, ge=0, lt=1)  # share of each user's pairs kept for accuracy
-    objectives: dict[str, str] = WORLD_OBJECTIVES  # what user preferences are mapped onto
-    policy: Literal["maxmin", "per_sample_min", "none"] = "maxmin"
-    baseline: bool = True  # also train single-reward-model RLHF on the pooled data
-    rl: RL = RL()
-    rerank: int = Field(0, ge=0)  # serve users by best-of-n under their group's reward
-    seed: Seed = 0
-    out: str = "runs/maxmin"
+    base_model: str = Field("world:base", description="policy init and default feature model")
+    data: str = Field("world:user_pairwise", description="user pairs (user_id, prompt, chosen, rejected)")
+    columns: dict[str, str] = Field({}, description="column map for `data`, moalign name -> file column")
+    groups: int = Field(2, ge=1, description="K, the number of groups (and group reward models)")
+    em_iterations: int = Field(10, ge=1, description="EM iterations per start")
+    restarts: int = Field(4, ge=1, description="EM starts: h mod K, then k-means on per-user heads; the best "
+                                               "log-likelihood is kept")
+    l2: float = Field(1e-2, ge=0, description="ridge penalty of the Bradley-Terry heads (on standardised "
+                                              "features)")
+    features: str | None = Field(None, description="frozen encoder directory; none: the base model's hidden "
+                                                   "states")
+    pooling: Literal["mean", "mean+last"] = Field("mean+last", description="how the features are pooled "
+                                                                          "over tokens")
+    heldout: float = Field(0.2, ge=0, lt=1, description="share of each user's pairs kept for accuracy")
+    objectives: dict[str, str] = Field(WORLD_OBJECTIVES, description="name -> objective spec that users' "
+                                                                     "preferences are mapped onto; required "
+                                                                     "unless `data` is a `world:` reference")
+    policy: Literal["maxmin", "per_sample_min", "none"] = Field(
+        "maxmin", description="`maxmin` rewards each batch by its worst-off group, `per_sample_min` each "
+                              "sample by its minimum over groups, `none` stops after EM")
+    baseline: bool = Field(True, description="also train single-reward-model RLHF on the pooled data")
+    rl: RL = Field(RL(), description="the RL run of the max-min policy and of the baseline")
+    rerank: int = Field(0, ge=0, description="serve users by best-of-n under their group's reward (0: off)")
+    seed: Seed = Field(0, description="EM, split and training seed")
+    out: str = Field("runs/maxmin", description="output directory when `--out` is not given")
 
     _objectives = model_validator(mode="after")(require_objectives)
 
@@ -101,7 +97,8 @@ def log_likelihood(diffs: np.ndarray, heads: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -z).sum(axis=0)
 
 
-def initial_assignments(diffs: dict[str, np.ndarray], k: int, restarts: int, l2: float, seed: int) -> list[dict]:
+def initial_assignments(diffs: dict[str, np.ndarray], k: int, restarts: int, l2: float,
+                        seed: int) -> list[dict]:
     """The authors' user h -> group h mod K, then k-means (k-means++ seeds) on per-user heads."""
     from scipy.cluster.vq import kmeans2
 
@@ -126,7 +123,8 @@ def em_run(diffs: dict[str, np.ndarray], assign: dict[str, int], k: int, *, iter
         for g in range(k):  # M-step (an empty group takes the user its group explains worst)
             members = [u for u in users if assign[u] == g]
             if not members:
-                worst = min(users, key=lambda u: log_likelihood(diffs[u], heads[[assign[u]]])[0] / len(diffs[u]))
+                worst = min(users,
+                            key=lambda u: log_likelihood(diffs[u], heads[[assign[u]]])[0] / len(diffs[u]))
                 assign[worst] = g
                 members = [worst]
             heads[g] = fit_head(np.concatenate([diffs[u] for u in members]), l2)
@@ -153,18 +151,11 @@ def em(diffs: dict[str, np.ndarray], k: int, *, iterations: int, restarts: int, 
     for i, init in enumerate(initial_assignments(diffs, k, restarts, l2, seed)):
         heads, assign, history = em_run(diffs, dict(init), k, iterations=iterations, l2=l2)
         ll = history[-1]["log_likelihood"]
-        log(f"EM start {i + 1}: {len(history)} iterations, log-likelihood {ll:.1f}, sizes {history[-1]['sizes']}")
+        log(f"EM start {i + 1}: {len(history)} iterations, log-likelihood {ll:.1f}, "
+            f"sizes {history[-1]['sizes']}")
         if best is None or ll > best[2][-1]["log_likelihood"]:
             best = heads, assign, [dict(h, start=i + 1) for h in history]
     return best
-
-
-def purity(assign: dict[str, int], truth: dict[str, str]) -> float:
-    """Share of users in the majority true group of their cluster."""
-    clusters: dict[int, list[str]] = {}
-    for u, g in assign.items():
-        clusters.setdefault(g, []).append(truth[u])
-    return sum(max(members.count(t) for t in set(members)) for members in clusters.values()) / len(assign)
 
 
 class GroupUsers(UserModel):
@@ -218,26 +209,23 @@ class GroupReward:
         return z[:, g].tolist()
 
 
-def world_group_rewards(groups: dict[str, dict[str, float]], model_dir: str, seed: int = 0) -> dict[str, float]:
-    """Each true group's reward (its weights over the exact objectives) on the held-out prompts."""
-    from moalign.models import generate, load_causal_lm, load_tokenizer
-    from moalign.world import eval_prompts, score
-    prompts = eval_prompts(seed)
-    responses = generate(load_causal_lm(model_dir), load_tokenizer(model_dir), prompts, max_new_tokens=64)
-    scores = {o: score(o, prompts, responses) for o in next(iter(groups.values()))}
-    return {g: round(float(sum(w * scores[o] for o, w in weights.items()).mean()), 4)
-            for g, weights in groups.items()}
-
-
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
     from moalign.errors import MoalignError
+    from moalign.evals.users import group_rewards, maxmin_groups
     from moalign.features import Featurizer
-    from moalign.files import atomic_dir, step
-    from moalign.soups.experts import train_rl_on
+    from moalign.files import Stopwatch, atomic_dir, step
     from moalign.training import base_path
-    from moalign.users import load_user_rows, user_pairs, world_users, write_user_checkpoint, write_user_model
+    from moalign.training.rl import train_rl_on
+    from moalign.users import (
+        load_user_rows,
+        user_pairs,
+        world_users,
+        write_user_checkpoint,
+        write_user_model,
+    )
 
+    watch = Stopwatch()
     log = print if progress else (lambda *_: None)
     base = base_path(cfg.base_model)
     rows, by_user = load_user_rows(cfg.data, cfg.columns)
@@ -246,18 +234,18 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     rng = np.random.default_rng(cfg.seed)
     split = {u: rng.random(len(ps)) < cfg.heldout for u, ps in by_user.items()}
 
-    start = time.time()
     featurizer = Featurizer(base_path(cfg.features) if cfg.features else base, pooling=cfg.pooling)
     feats = {}
     for u, ps in by_user.items():
         prompts = [p["prompt"] for p in ps]
-        feats[u] = (featurizer(prompts, [p["chosen"] for p in ps]), featurizer(prompts, [p["rejected"] for p in ps]))
+        feats[u] = (featurizer(prompts, [p["chosen"] for p in ps]),
+                    featurizer(prompts, [p["rejected"] for p in ps]))
     allx = np.concatenate([np.concatenate(f) for f in feats.values()])
     mean, std = allx.mean(0), allx.std(0) + 1e-6
     diffs = {u: (c - r) / std for u, (c, r) in feats.items()}
     train_d = {u: d[~split[u]] for u, d in diffs.items()}
-    heads, assign, history = em(train_d, cfg.groups, iterations=cfg.em_iterations, restarts=cfg.restarts, l2=cfg.l2,
-                                seed=cfg.seed, log=log)
+    heads, assign, history = em(train_d, cfg.groups, iterations=cfg.em_iterations, restarts=cfg.restarts,
+                                l2=cfg.l2, seed=cfg.seed, log=log)
     pooled = fit_head(np.concatenate(list(train_d.values())), cfg.l2)[None]
 
     def accuracy(head_of, users) -> float:
@@ -265,26 +253,25 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         return round(float(np.concatenate(held).mean()), 4) if held else float("nan")
 
     own, single = (lambda u: heads[assign[u]]), (lambda u: pooled[0])
-    metrics: dict = {"em": history, "group_sizes": [sum(1 for g in assign.values() if g == k) for k in range(cfg.groups)],
-                     "heldout_accuracy": accuracy(own, diffs), "heldout_accuracy_pooled": accuracy(single, diffs)}
+    metrics: dict = {"em": history,
+                     "group_sizes": [sum(1 for g in assign.values() if g == k) for k in range(cfg.groups)],
+                     "heldout_accuracy": accuracy(own, diffs),
+                     "heldout_accuracy_pooled": accuracy(single, diffs)}
     world = world_users(cfg.data)
     if world:
-        truth = {u: info["group"] for u, info in world[0].items()}
-        metrics["purity"] = round(purity(assign, truth), 4)
-        minority = [u for u in diffs if truth.get(u) == "minority"]
-        if minority:
-            metrics["minority_accuracy"] = accuracy(own, minority)
-            metrics["minority_accuracy_pooled"] = accuracy(single, minority)
+        metrics.update(maxmin_groups(world[0], assign, lambda head, us: accuracy(
+            {"own": own, "pooled": single}[head], us)))
     log(f"MaxMin groups: sizes {metrics['group_sizes']}, held-out accuracy {metrics['heldout_accuracy']} "
         f"(pooled model {metrics['heldout_accuracy_pooled']})" +
         (f", purity {metrics['purity']}" if "purity" in metrics else ""))
-    metrics["reward_seconds"] = round(time.time() - start, 2)
+    metrics["reward_seconds"] = watch.seconds()
 
     pairs = user_pairs(rows)
     spec_users = {u: {"group": int(assign[u]), "pairs": len(by_user[u])} for u in by_user}
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
-        write_user_model(GroupUsers, tmp / "users", featurizer=featurizer, objectives=cfg.objectives, pairs=pairs,
-                         seed=cfg.seed, spec={"method": "maxmin", "groups": cfg.groups, "users": spec_users},
+        write_user_model(GroupUsers, tmp / "users", featurizer=featurizer, objectives=cfg.objectives,
+                         pairs=pairs, seed=cfg.seed,
+                         spec={"method": "maxmin", "groups": cfg.groups, "users": spec_users},
                          heads=heads, mean=mean, std=std)
 
         standard_x = (allx - mean) / std  # the data's responses set each reward's zero
@@ -294,32 +281,36 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
 
         def rl(reward: GroupReward, name: str) -> float:
             def run() -> float:
-                seconds = train_rl_on(base, [reward], [1.0], cfg.rl, tmp / name, seed=cfg.seed, progress=progress)
+                seconds = train_rl_on(base, [reward], [1.0], cfg.rl, tmp / name, seed=cfg.seed,
+                                      progress=progress)
                 (tmp / name / "worst_group_picks.json").write_text(json.dumps(reward.chosen) + "\n")
                 return seconds
-            return round(step(tmp / name, run), 2)  # a resumed run keeps a finished one
+            return round(step(tmp / name, run, watch), 2)  # a resumed run keeps a finished one
 
         policy_dir = "policy"
         if cfg.baseline:
             log("single reward model RLHF (baseline)")
-            metrics["baseline_train_seconds"] = rl(rl_reward("pooled", pooled), "baseline")
+            with watch.excluded():  # a comparison, not MaxMin's training
+                metrics["baseline_train_seconds"] = rl(rl_reward("pooled", pooled), "baseline")
         if cfg.policy != "none":
             log(f"max-min policy ({cfg.policy})")
             reward = rl_reward(cfg.policy, heads)
-            metrics["train_seconds"] = rl(reward, "policy")
+            rl(reward, "policy")
             picks = json.loads((tmp / "policy" / "worst_group_picks.json").read_text())
             metrics["worst_group_picks"] = [picks.count(g) for g in range(cfg.groups)]
         else:
             policy_dir = base
         if world:
-            gt = {"base": world_group_rewards(world[1], base, cfg.seed)}
-            for name in ("baseline", "policy"):
-                if (tmp / name).exists():
-                    gt[name] = world_group_rewards(world[1], str(tmp / name), cfg.seed)
+            with watch.excluded():
+                gt = {"base": group_rewards(world[1], base, cfg.seed)}
+                for name in ("baseline", "policy"):
+                    if (tmp / name).exists():
+                        gt[name] = group_rewards(world[1], str(tmp / name), cfg.seed)
             metrics["ground_truth"] = gt
             log(f"ground-truth group rewards: {gt}")
-        metrics["train_seconds"] = round(metrics.get("train_seconds", 0.0) + metrics["reward_seconds"], 2)
-        write_user_checkpoint(tmp, method="maxmin", policy=policy_dir, objectives=list(cfg.objectives), base=base,
-                              rerank=cfg.rerank, recipe=recipe or cfg.model_dump(), metrics=metrics)
+        metrics["train_seconds"] = watch.seconds()
+        write_user_checkpoint(tmp, method="maxmin", policy=policy_dir, objectives=list(cfg.objectives),
+                              base=base, rerank=cfg.rerank, recipe=recipe or cfg.model_dump(),
+                              metrics=metrics)
         (tmp / "maxmin.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return out

@@ -5,7 +5,8 @@ implicit reward beta_j * log pi_j/pi_ref of a DPO model trained on j's pairs (th
 recipe), an explicit reward model (TRL RewardTrainer on j's pairs), or any moalign objective spec
 (`world:`, `hf:`, `implicit:`). Stage 2 trains, for each preference w of a grid, on k's pairs with
 
-    loss = -log sigmoid( (1/w_k) * [ beta * (logratio(y_w) - logratio(y_l)) - sum_{j!=k} w_j (r_j(y_w) - r_j(y_l)) ] )
+    loss = -log sigmoid( (1/w_k) * [ beta * (logratio(y_w) - logratio(y_l))
+                                     - sum_{j!=k} w_j (r_j(y_w) - r_j(y_l)) ] )
 
 which is TRL's DPO sigmoid loss with beta' = beta / w_k and reference log-probs shifted by
 margin / beta (`MODPOTrainer`, no copy of TRL's loss). The set of policies is the front; the
@@ -30,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from moalign.config import Seed, Strict
-from moalign.policies.sft import Lora
-from moalign.soups.experts import DPO
+from moalign.config import Seed, Strict, refuse_objective_list
+from moalign.training.dpo import DPO
+from moalign.training.lora import Lora
 
 
 def modpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
@@ -67,7 +68,8 @@ def _trainer_class():
             beta = self.margin_beta
 
             def shift(batch):
-                return {"ref_chosen_logps": [r + m / beta for r, m in zip(batch["ref_chosen_logps"], batch["margin_chosen"])],
+                return {"ref_chosen_logps": [r + m / beta for r, m in
+                                             zip(batch["ref_chosen_logps"], batch["margin_chosen"])],
                         "ref_rejected_logps": [r + m / beta for r, m in
                                                zip(batch["ref_rejected_logps"], batch["margin_rejected"])]}
 
@@ -77,31 +79,44 @@ def _trainer_class():
 
 
 class Config(Strict):
-    base_model: str = "world:base"
-    data: Union[str, dict[str, str]] = "world:pairwise_multi"  # pairwise_multi, or objective -> pairwise file
-    columns: dict[str, str] = {}
-    objectives: list[str] = Field(min_length=2)
-    train_on: str  # objective k: stage 2 trains on its pairs
-    margins: dict[str, str] = {}  # objective -> "dpo" | "reward_model" | objective spec; default "dpo"
-    grid: int = Field(4, ge=1)
-    beta: float = Field(0.1, gt=0)
-    loss_type: Literal["sigmoid", "hinge"] = "sigmoid"
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    learning_rate: float = Field(5e-4, gt=0)
-    batch_size: int = Field(16, ge=1)
-    margin_dpo: DPO = DPO()  # stage 1 for "dpo" margins (its beta is the implicit reward's)
-    lora: Lora | None = None
-    seed: Seed = 0
-    out: str = "runs/modpo"
+    base_model: str = Field("world:base", description="init and reference policy")
+    data: Union[str, dict[str, str]] = Field(
+        "world:pairwise_multi", description="a `pairwise_multi` file with `better_<name>` for every "
+                                            "objective, or objective -> `pairwise` file")
+    columns: dict[str, str] = Field({}, description="column map for `data`, moalign name -> file column")
+    objectives: dict[str, str] = Field(
+        min_length=2, description="name -> the source of its margin reward r_j when it is not `train_on`: "
+                                  "`dpo` (a DPO model's implicit reward on its pairs), `reward_model`, or "
+                                  "an objective spec; at least 2")
+    train_on: str = Field(description="objective k whose pairs stage 2 trains on; one of `objectives`")
+    grid: int = Field(4, ge=1, description="das-dennis partitions: grid + 1 policies for two objectives")
+    beta: float = Field(0.1, gt=0, description="stage-2 DPO beta")
+    loss_type: Literal["sigmoid", "hinge"] = Field("sigmoid", description="stage-2 loss: TRL's DPO `sigmoid` "
+                                                                          "or `hinge` loss, with the margin")
+    epochs: float = Field(1.0, gt=0, description="stage-2 epochs per point")
+    max_steps: int = Field(-1, description="stage-2 step limit (-1: use `epochs`)")
+    learning_rate: float = Field(5e-4, gt=0, description="stage-2 learning rate, constant schedule")
+    batch_size: int = Field(16, ge=1, description="stage-2 pairs per device and step")
+    margin_dpo: DPO = Field(DPO(), description="stage 1 for `dpo` margins (its beta is the implicit "
+                                               "reward's; its data and columns default to the top-level "
+                                               "ones); epochs, learning_rate and batch_size also train "
+                                               "`reward_model` margins")
+    lora: Lora | None = Field(None, description="LoRA for stage 1 (DPO margins) and stage 2")
+    seed: Seed = Field(0, description="training seed")
+    out: str = Field("runs/modpo", description="output directory when `--out` is not given")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spellings(cls, data):
+        if isinstance(data, dict) and "margins" in data:
+            raise ValueError("margins: now written in `objectives` (name -> `dpo`, `reward_model` or an "
+                             "objective spec), e.g. objectives: {helpful: dpo, harmless: dpo}")
+        return refuse_objective_list(data, "{helpful: dpo, harmless: dpo}")
 
     @model_validator(mode="after")
     def _check(self):
         if self.train_on not in self.objectives:
-            raise ValueError(f"train_on {self.train_on!r} is not one of objectives {self.objectives}")
-        unknown = [j for j in self.margins if j not in self.objectives or j == self.train_on]
-        if unknown:
-            raise ValueError(f"margins: {unknown} are not margin objectives (objectives other than train_on)")
+            raise ValueError(f"train_on {self.train_on!r} is not one of objectives {list(self.objectives)}")
         if "data" not in self.margin_dpo.model_fields_set:  # the margin models learn from the recipe's data
             self.margin_dpo = self.margin_dpo.model_copy(update={"data": self.data, "columns": self.columns})
         return self
@@ -110,7 +125,7 @@ class Config(Strict):
 def _pairs(cfg: Config) -> dict[str, list[dict]]:
     """Each objective's preference pairs (by its better_<objective> labels, or from its own pairwise file)."""
     from moalign.data.pairs import objective_pairs
-    return objective_pairs(cfg.data, cfg.objectives, cfg.columns)
+    return objective_pairs(cfg.data, list(cfg.objectives), cfg.columns)
 
 
 def reference_logps(base: str, rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,7 +138,8 @@ def reference_logps(base: str, rows: list[dict]) -> tuple[torch.Tensor, torch.Te
     tok, model = load_tokenizer(base), load_causal_lm(base).eval()
     prompts = [r["prompt"] for r in rows]
     with torch.no_grad():
-        return tuple(sequence_logprobs(model, tok, prompts, [r[side] for r in rows]) for side in ("chosen", "rejected"))
+        return tuple(sequence_logprobs(model, tok, prompts, [r[side] for r in rows])
+                     for side in ("chosen", "rejected"))
 
 
 def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor], beta: float, w_k: float,
@@ -132,7 +148,7 @@ def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor],
     from trl import DPOConfig
 
     from moalign.models import completion_text, load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, train_and_save, trainer_kwargs
+    from moalign.training import quiet, seeded, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base, train=True)
@@ -148,46 +164,48 @@ def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor],
                      beta=beta / w_k, loss_type=[cfg.loss_type], per_device_train_batch_size=cfg.batch_size,
                      lr_scheduler_type="constant", precompute_ref_log_probs=True,
                      **trainer_kwargs(out / "_trainer", seed=cfg.seed, progress=progress))
-    trainer = quiet(_trainer_class()(model=model, args=args, train_dataset=data, processing_class=tok,
-                                     peft_config=cfg.lora.peft() if cfg.lora else None, margin_beta=beta), progress)
+    trainer = seeded(_trainer_class(), cfg.seed, model=model, args=args, train_dataset=data,
+                     processing_class=tok, peft_config=cfg.lora.peft() if cfg.lora else None,
+                     margin_beta=beta)
+    quiet(trainer, progress)
     return train_and_save(trainer, out, tok)
 
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import atomic_dir, step
+    from moalign.files import Stopwatch, atomic_dir, step
     from moalign.objectives import get_objective
-    from moalign.policies.reward_model import fit as fit_reward_model
     from moalign.preference import grid
-    from moalign.soups.experts import dpo_pairs, train_dpo
-    from moalign.soups.soup import write_manifest
     from moalign.training import base_path
+    from moalign.training.dpo import dpo_pairs, train_dpo
+    from moalign.training.interpolation import write_manifest
+    from moalign.training.reward_model import train_reward_model
 
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     k = cfg.train_on
     others = [j for j in cfg.objectives if j != k]
     pairs = _pairs(cfg)
     margin_dpo = cfg.margin_dpo  # its data and columns are the recipe's unless it names its own
-    margin_pairs = dpo_pairs(margin_dpo, [j for j in others if cfg.margins.get(j, "dpo") == "dpo"])
+    margin_pairs = dpo_pairs(margin_dpo, [j for j in others if cfg.objectives[j] == "dpo"])
     seconds: dict[str, float] = {}
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         # stage 1: a margin reward per other objective, scored once on every pair set that may need it
         margin_models, rewards = {}, {}
         for j in others:
-            source, where = cfg.margins.get(j, "dpo"), tmp / "margins" / j
+            source, where = cfg.objectives[j], tmp / "margins" / j
 
-            def margin(j=j, source=source, where=where) -> float:  # wall seconds, setup included
-                start = time.time()
+            def margin(j=j, source=source, where=where) -> None:
                 if source == "dpo":
                     train_dpo(base, j, margin_dpo, where, lora=cfg.lora, seed=cfg.seed, progress=progress,
                               pairs=margin_pairs[j])
                 else:
-                    fit_reward_model(base, pairs[j], where, epochs=cfg.margin_dpo.epochs,
-                                     learning_rate=cfg.margin_dpo.learning_rate,
-                                     batch_size=cfg.margin_dpo.batch_size, seed=cfg.seed, progress=progress)
-                return time.time() - start
+                    train_reward_model(base, pairs[j], where, epochs=cfg.margin_dpo.epochs,
+                                       learning_rate=cfg.margin_dpo.learning_rate,
+                                       batch_size=cfg.margin_dpo.batch_size, seed=cfg.seed,
+                                       progress=progress)
 
-            trained = step(where, margin) if source in ("dpo", "reward_model") else 0.0
+            trained = step(where, margin, watch) if source in ("dpo", "reward_model") else 0.0
             start = time.time()
             if source == "dpo":
                 spec = f"implicit:{where}?ref={base}&beta={cfg.margin_dpo.beta}"
@@ -197,12 +215,14 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             objective = get_objective(spec, j)
             for o in cfg.objectives:
                 if o != j:
-                    rewards[j, o] = (objective.score([p["prompt"] for p in pairs[o]], [p["chosen"] for p in pairs[o]]),
-                                     objective.score([p["prompt"] for p in pairs[o]], [p["rejected"] for p in pairs[o]]))
+                    rewards[j, o] = (objective.score([p["prompt"] for p in pairs[o]],
+                                                     [p["chosen"] for p in pairs[o]]),
+                                     objective.score([p["prompt"] for p in pairs[o]],
+                                                     [p["rejected"] for p in pairs[o]]))
             seconds[f"margin:{j}"] = trained + time.time() - start
         # stage 2: one policy per preference
         anchors, refs = [], {}
-        for i, pref in enumerate(grid(cfg.objectives, cfg.grid)):
+        for i, pref in enumerate(grid(list(cfg.objectives), cfg.grid)):
             w = pref.as_dict()
             kk = k if w[k] > 0 else max(others, key=lambda j: w[j])
             rel = f"points/{i:02d}"
@@ -218,18 +238,16 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                              margin_rejected=sum(w[j] * rewards[j, kk][1][n] for j in active))
                         for n, p in enumerate(pairs[kk])]
 
-                def point(kk=kk, rows=rows, w=w, rel=rel):
-                    start = time.time()
+                def point(kk=kk, rows=rows, w=w, rel=rel) -> None:
                     if kk not in refs:  # scored once per pair set, and counted in the first point's seconds
                         refs[kk] = reference_logps(base, pairs[kk])
-                    ref_seconds = time.time() - start
-                    return ref_seconds + _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
+                    _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
 
-                seconds[rel] = step(tmp / rel, point)
+                seconds[rel] = step(tmp / rel, point, watch)
             anchors.append({"preference": w, "path": rel})
         write_manifest(tmp, method="modpo", objectives=list(cfg.objectives), base=base, anchors=anchors,
                        tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",
                        recipe=recipe or cfg.model_dump(),
-                       metrics={"train_seconds": round(sum(seconds.values()), 2),
+                       metrics={"train_seconds": watch.seconds(),
                                 "seconds": {k2: round(v, 2) for k2, v in seconds.items()}})
     return out

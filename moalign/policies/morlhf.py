@@ -17,27 +17,32 @@ from pathlib import Path
 from pydantic import Field
 
 from moalign.config import Seed, Strict
-from moalign.policies.sft import Lora
-from moalign.soups.experts import RL, train_rl
+from moalign.training.lora import Lora
+from moalign.training.rl import RL, train_rl
 
 
 class Config(Strict):
-    base_model: str = "world:base"
-    objectives: dict[str, str] = Field(min_length=2)  # name -> objective spec
-    grid: int = Field(4, ge=1)  # das-dennis partitions: grid + 1 policies for two objectives
-    rl: RL = RL()
-    lora: Lora | None = None
-    seed: Seed = 0
-    out: str = "runs/morlhf"
+    base_model: str = Field("world:base", description="init and KL reference: `world:base`, a local HF "
+                                                      "directory, or a hub id")
+    objectives: dict[str, str] = Field(min_length=2, description="name -> objective spec (the rewards r_i), "
+                                                                 "at least 2")
+    grid: int = Field(4, ge=1, description="das-dennis partitions: grid + 1 policies for two objectives, "
+                                           "(grid + 1)(grid + 2) / 2 for three")
+    rl: RL = Field(RL(), description="the RL run at each grid point")
+    lora: Lora | None = Field(None, description="LoRA adapters instead of full fine-tuning (mixed as "
+                                                "merged weights)")
+    seed: Seed = Field(0, description="training seed, the same for every point")
+    out: str = Field("runs/morlhf", description="output directory when `--out` is not given")
 
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import atomic_dir, step
+    from moalign.files import Stopwatch, atomic_dir, step
     from moalign.preference import grid
-    from moalign.soups.soup import write_manifest
     from moalign.training import base_path
+    from moalign.training.interpolation import write_manifest
 
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     prefs = grid(names, cfg.grid)
@@ -47,11 +52,14 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             if progress:
                 print(f"MORLHF point {i + 1}/{len(prefs)}: {pref}")
             rel = f"points/{i:02d}"
-            seconds.append(step(tmp / rel, lambda: train_rl(base, cfg.objectives, list(pref.weights), cfg.rl, tmp / rel,
-                                                            lora=cfg.lora, seed=cfg.seed, progress=progress)))
+            seconds.append(step(tmp / rel,
+                                lambda: train_rl(base, cfg.objectives, list(pref.weights), cfg.rl, tmp / rel,
+                                                 lora=cfg.lora, seed=cfg.seed, progress=progress),
+                                watch))
             anchors.append({"preference": pref.as_dict(), "path": rel})
-        write_manifest(tmp, method="morlhf", objectives=names, base=base, anchors=anchors, tokenizer=anchors[0]["path"],
-                       semantics="lora-cat" if cfg.lora else "full", recipe=recipe or cfg.model_dump(),
-                       metrics={"train_seconds": round(sum(seconds), 2),
+        write_manifest(tmp, method="morlhf", objectives=names, base=base, anchors=anchors,
+                       tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",
+                       recipe=recipe or cfg.model_dump(),
+                       metrics={"train_seconds": watch.seconds(),
                                 "point_seconds": [round(s, 2) for s in seconds]})
     return out

@@ -1,4 +1,5 @@
-"""PAL: pluralistic alignment through ideal points (Chen et al., ICLR 2025; code: RamyaLab/pluralistic-alignment).
+"""PAL: pluralistic alignment through ideal points (Chen et al., ICLR 2025;
+code: RamyaLab/pluralistic-alignment).
 
 Texts are embedded by a frozen model e(.) and a 2-layer MLP projector f; there are K prototypes, and
 user i is a point on the simplex over them, w_i = softmax(W_i) with free logits W_i.
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -39,35 +39,44 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from moalign.config import Seed, Strict
-from moalign.policies.maxmin import WORLD_OBJECTIVES, require_objectives
-from moalign.users import UserModel
+from moalign.users import WORLD_OBJECTIVES, UserModel, require_objectives
 
 
 class Config(Strict):
-    base_model: str = "world:base"
-    data: str = "world:user_pairwise"
-    columns: dict[str, str] = {}
-    variant: Literal["A", "B"] = "B"
-    prototypes: int = Field(2, ge=1)
-    dim: int = Field(16, ge=1)  # latent space
-    hidden: int = Field(64, ge=0)  # projector width (the paper's 2-layer MLP); 0 = a linear projector
-    features: str | None = None  # frozen encoder (e.g. a MiniLM directory); None = the base model
-    pooling: Literal["mean", "mean+last"] = "mean+last"
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    user_learning_rate: float = Field(0.1, gt=0)  # the users' logits
-    weight_decay: float = Field(0.0, ge=0)
-    validation: float = Field(0.1, ge=0, lt=1)  # share of training pairs for early stopping
-    patience: int = Field(8, ge=1)
-    heldout: float = Field(0.2, ge=0, lt=1)  # share of each seen user's pairs kept for accuracy
-    new_users: float = Field(0.1, ge=0, lt=1)  # share of users left out of training, fitted few-shot
-    few_shot: int = Field(20, ge=1)  # comparisons a new user is fitted from
-    objectives: dict[str, str] = WORLD_OBJECTIVES  # what user preferences are mapped onto
-    policy: str | None = None  # a steerable checkpoint the users steer; None = the base, reranked
-    rerank: int | None = Field(None, ge=0)  # best-of-n under the user's reward (default: 8 without a policy)
-    seed: Seed = 0
-    out: str = "runs/pal"
+    base_model: str = Field("world:base", description="served model without a `policy`, and default "
+                                                      "feature model")
+    data: str = Field("world:user_pairwise", description="user pairs (user_id, prompt, chosen, rejected)")
+    columns: dict[str, str] = Field({}, description="column map for `data`, moalign name -> file column")
+    variant: Literal["A", "B"] = Field("B", description="`A`: prototypes in feature space; `B`: prototypes "
+                                                        "that depend on the prompt")
+    prototypes: int = Field(2, ge=1, description="K, the number of prototypes")
+    dim: int = Field(16, ge=1, description="dimension of the latent space")
+    hidden: int = Field(64, ge=0, description="projector width (the paper's 2-layer MLP); 0: a linear "
+                                              "projector")
+    features: str | None = Field(None, description="frozen encoder directory (e.g. a MiniLM); none: the "
+                                                   "base model's hidden states")
+    pooling: Literal["mean", "mean+last"] = Field("mean+last", description="how the features are pooled "
+                                                                          "over tokens")
+    epochs: int = Field(30, ge=1, description="training epochs (at most: early stopping)")
+    batch_size: int = Field(64, ge=1, description="pairs per step")
+    learning_rate: float = Field(1e-3, gt=0, description="learning rate of everything but the users' logits")
+    user_learning_rate: float = Field(0.1, gt=0, description="learning rate of the users' logits")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not on the users' logits)")
+    validation: float = Field(0.1, ge=0, lt=1, description="share of training pairs held for early stopping")
+    patience: int = Field(8, ge=1, description="epochs without a better validation accuracy before stopping")
+    heldout: float = Field(0.2, ge=0, lt=1, description="share of each seen user's pairs kept for accuracy")
+    new_users: float = Field(0.1, ge=0, lt=1, description="share of users left out of training, fitted "
+                                                          "few-shot")
+    few_shot: int = Field(20, ge=1, description="comparisons a new user is fitted from")
+    objectives: dict[str, str] = Field(WORLD_OBJECTIVES, description="name -> objective spec that users' "
+                                                                     "preferences are mapped onto; required "
+                                                                     "unless `data` is a `world:` reference")
+    policy: str | None = Field(None, description="a steerable checkpoint the users steer by preference; "
+                                                 "none: the base, reranked")
+    rerank: int | None = Field(None, ge=0, description="best-of-n under the user's own reward; none: 8 "
+                                                       "without a policy, 0 with one")
+    seed: Seed = Field(0, description="split, initialisation and training seed")
+    out: str = Field("runs/pal", description="output directory when `--out` is not given")
 
     _objectives = model_validator(mode="after")(require_objectives)
 
@@ -141,7 +150,8 @@ def fit(model: PAL, batches: list[tuple], *, epochs: int, learning_rate: float, 
         if validation:
             model.eval()
             with torch.no_grad():  # pair accuracy: the loss rises with confidence long before accuracy falls
-                val = -sum(float((model(b[0], b[1], b[2]) > model(b[0], b[1], b[3])).sum()) for b in validation)
+                val = -sum(float((model(b[0], b[1], b[2]) > model(b[0], b[1], b[3])).sum())
+                           for b in validation)
             if val < best:
                 best, best_state, waited = val, copy.deepcopy(model.state_dict()), 0
             else:
@@ -154,7 +164,8 @@ def fit(model: PAL, batches: list[tuple], *, epochs: int, learning_rate: float, 
     return losses
 
 
-def fit_new_user(model: PAL, px, cx, rx, *, steps: int = 1000, learning_rate: float = 5e-3, seed: int = 0) -> torch.Tensor:
+def fit_new_user(model: PAL, px, cx, rx, *, steps: int = 1000, learning_rate: float = 5e-3,
+                 seed: int = 0) -> torch.Tensor:
     """Logits of a new user from their pairs, everything else frozen."""
     torch.manual_seed(seed)
     logits = nn.Parameter(torch.randn(model.users.shape[1]))
@@ -197,7 +208,8 @@ class PALUsers(UserModel):
         return self.model(idx, self.tensor(prompt_x), self.tensor(response_x)).double().numpy()
 
     def fit_user(self, user, prompt_x, chosen_x, rejected_x) -> dict:
-        logits = fit_new_user(self.model, self.tensor(prompt_x), self.tensor(chosen_x), self.tensor(rejected_x))
+        logits = fit_new_user(self.model, self.tensor(prompt_x), self.tensor(chosen_x),
+                              self.tensor(rejected_x))
         if user in self.spec["users"]:
             index = self.index(user)
             self.model.users.data[index] = logits
@@ -210,22 +222,22 @@ class PALUsers(UserModel):
         torch.save({**self.model.state_dict(), "_mean": self.mean, "_std": self.std}, tmp / "pal.pt")
 
 
-def _oracle(world_users: dict, user: str, pair: dict) -> float:
-    """1 if the user's true reward prefers the chosen response, 0.5 on a tie, else 0."""
-    from moalign.world import score_all
-    w = world_users[user]["weights"]
-    u = [sum(w[o] * s for o, s in score_all(pair["prompt"], pair[k]).items()) for k in ("chosen", "rejected")]
-    return 0.5 if abs(u[0] - u[1]) < 1e-12 else float(u[0] > u[1])
-
-
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
     from moalign.errors import MoalignError
+    from moalign.evals.users import pal_oracle
     from moalign.features import Featurizer
-    from moalign.files import atomic_dir
+    from moalign.files import Stopwatch, atomic_dir
     from moalign.training import base_path
-    from moalign.users import load_user_rows, user_pairs, world_users, write_user_checkpoint, write_user_model
+    from moalign.users import (
+        load_user_rows,
+        user_pairs,
+        world_users,
+        write_user_checkpoint,
+        write_user_model,
+    )
 
+    watch = Stopwatch()
     log = print if progress else (lambda *_: None)
     base = base_path(cfg.base_model)
     policy = None
@@ -242,7 +254,6 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     if not seen:
         raise MoalignError("pal: no users left to train on (lower new_users)")
 
-    start = time.time()
     featurizer = Featurizer(base_path(cfg.features) if cfg.features else base, pooling=cfg.pooling)
 
     def embed(pairs):
@@ -271,7 +282,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
 
     def accuracy(model, batch_list, logits=None) -> np.ndarray:
         with torch.no_grad():
-            return np.concatenate([((model(b[0], b[1], b[2], logits) - model(b[0], b[1], b[3], logits)) > 0).numpy()
+            return np.concatenate([((model(b[0], b[1], b[2], logits) -
+                                     model(b[0], b[1], b[3], logits)) > 0).numpy()
                                    for b in batch_list]) if batch_list else np.zeros(0)
 
     d = featurizer.dim
@@ -281,56 +293,53 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     val = {u: ~split[u] & (rng.random(len(split[u])) < cfg.validation) for u in seen}
     fit_mask = lambda u: ~split[u] & ~val[u]  # noqa: E731
     train_b = batches(seen, fit_mask, index.get, cfg.batch_size)
-    log(f"PAL-{cfg.variant}: {len(seen)} users, {sum(len(b[0]) for b in train_b)} training pairs, K={cfg.prototypes}")
-    settings = dict(epochs=cfg.epochs, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, seed=cfg.seed,
-                    user_learning_rate=cfg.user_learning_rate, patience=cfg.patience)
-    losses = fit(model, train_b, validation=batches(seen, val.get, index.get, 10 ** 6), progress=progress, **settings)
-    torch.manual_seed(cfg.seed)
-    single = PAL(d, users=1, **{**arch, "prototypes": 1})
-    fit(single, batches(seen, fit_mask, lambda u: 0, cfg.batch_size),
-        validation=batches(seen, val.get, lambda u: 0, 10 ** 6), **settings)
+    log(f"PAL-{cfg.variant}: {len(seen)} users, {sum(len(b[0]) for b in train_b)} training pairs, "
+        f"K={cfg.prototypes}")
+    settings = dict(epochs=cfg.epochs, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                    seed=cfg.seed, user_learning_rate=cfg.user_learning_rate, patience=cfg.patience)
+    losses = fit(model, train_b, validation=batches(seen, val.get, index.get, 10 ** 6), progress=progress,
+                 **settings)
+    with watch.excluded():  # the single-reward-model baseline and the accuracies are the report
+        torch.manual_seed(cfg.seed)
+        single = PAL(d, users=1, **{**arch, "prototypes": 1})
+        fit(single, batches(seen, fit_mask, lambda u: 0, cfg.batch_size),
+            validation=batches(seen, val.get, lambda u: 0, 10 ** 6), **settings)
 
-    metrics: dict = {"epochs": len(losses), "final_loss": round(losses[-1], 4), "seen_users": len(seen), "new_users": sorted(new)}
-    per_user = {u: accuracy(model, batches([u], lambda v: split[v], index.get, 10 ** 6)) for u in seen}
-    per_user_single = {u: accuracy(single, batches([u], lambda v: split[v], lambda v: 0, 10 ** 6)) for u in seen}
-    new_acc, k = {}, cfg.few_shot
-    for u in sorted(new):  # fitted from their first k pairs, measured on the rest
-        px, cx, rx = (t(x) for x in feats[u])
-        logits = fit_new_user(model, px[:k], cx[:k], rx[:k], seed=cfg.seed)
-        n = len(px) - k
-        new_acc[u] = accuracy(model, [(torch.zeros(n, dtype=torch.long), px[k:], cx[k:], rx[k:])], logits.expand(n, -1))
-    pool = lambda accs: round(float(np.concatenate(list(accs)).mean()), 4) if accs else None  # noqa: E731
-    metrics.update(seen_accuracy=pool(per_user.values()), single_rm_accuracy=pool(per_user_single.values()),
-                   new_user_accuracy=pool(new_acc.values()))
-    world = world_users(cfg.data)
-    if world:
-        wusers = world[0]
-        held = lambda u: [p for p, m in zip(by_user[u], split[u]) if m]  # noqa: E731
-        oracle = {u: [_oracle(wusers, u, p) for p in held(u)] for u in seen}
-        oracle_new = {u: [_oracle(wusers, u, p) for p in by_user[u][k:]] for u in new}
-        mean_of = lambda d, us: float(np.mean([x for u in us for x in d[u]])) if us else None  # noqa: E731
-        minority = [u for u in seen if wusers[u]["group"] == "minority"]
-        metrics.update(
-            oracle_accuracy=round(mean_of(oracle, seen), 4),
-            seen_vs_oracle=round(metrics["seen_accuracy"] / mean_of(oracle, seen), 4),
-            minority_accuracy=round(mean_of(per_user, minority), 4) if minority else None,
-            minority_single_rm_accuracy=round(mean_of(per_user_single, minority), 4) if minority else None,
-            minority_oracle_accuracy=round(mean_of(oracle, minority), 4) if minority else None)
-        if new:
-            metrics["new_user_oracle_accuracy"] = round(mean_of(oracle_new, list(new)), 4)
-            metrics["new_user_vs_oracle"] = round(metrics["new_user_accuracy"] / metrics["new_user_oracle_accuracy"], 4)
-    metrics["train_seconds"] = round(time.time() - start, 2)
+        metrics: dict = {"epochs": len(losses), "final_loss": round(losses[-1], 4), "seen_users": len(seen),
+                         "new_users": sorted(new)}
+        per_user = {u: accuracy(model, batches([u], lambda v: split[v], index.get, 10 ** 6)) for u in seen}
+        per_user_single = {u: accuracy(single, batches([u], lambda v: split[v], lambda v: 0, 10 ** 6))
+                           for u in seen}
+        new_acc, k = {}, cfg.few_shot
+        for u in sorted(new):  # fitted from their first k pairs, measured on the rest
+            px, cx, rx = (t(x) for x in feats[u])
+            logits = fit_new_user(model, px[:k], cx[:k], rx[:k], seed=cfg.seed)
+            n = len(px) - k
+            new_acc[u] = accuracy(model, [(torch.zeros(n, dtype=torch.long), px[k:], cx[k:], rx[k:])],
+                                  logits.expand(n, -1))
+        pool = lambda accs: round(float(np.concatenate(list(accs)).mean()), 4) if accs else None  # noqa: E731
+        metrics.update(seen_accuracy=pool(per_user.values()),
+                       single_rm_accuracy=pool(per_user_single.values()),
+                       new_user_accuracy=pool(new_acc.values()))
+        world = world_users(cfg.data)
+        if world:
+            held = {u: [p for p, m in zip(by_user[u], split[u]) if m] for u in seen}
+            metrics.update(pal_oracle(world[0], held, {u: by_user[u][k:] for u in new}, per_user,
+                                      per_user_single, metrics))
     log("PAL: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if "accuracy" in k or "oracle" in k))
 
     with atomic_dir(out, overwrite) as tmp:
         users = {u: {"index": index[u], "pairs": len(by_user[u]),
-                     "weights": [round(float(v), 4) for v in torch.softmax(model.users[index[u]].detach(), -1)]}
+                     "weights": [round(float(v), 4)
+                                 for v in torch.softmax(model.users[index[u]].detach(), -1)]}
                  for u in seen}
         write_user_model(PALUsers, tmp / "users", featurizer=featurizer, objectives=cfg.objectives,
                          pairs=user_pairs(rows), seed=cfg.seed,
-                         spec={"method": "pal", "architecture": arch, "users": users}, model=model, mean=mean, std=std)
+                         spec={"method": "pal", "architecture": arch, "users": users}, model=model,
+                         mean=mean, std=std)
         rerank = cfg.rerank if cfg.rerank is not None else (0 if policy else 8)
-        write_user_checkpoint(tmp, method="pal", policy=policy or base, objectives=list(cfg.objectives), base=base,
-                              rerank=rerank, recipe=recipe or cfg.model_dump(), metrics=metrics)
+        metrics["train_seconds"] = watch.seconds()
+        write_user_checkpoint(tmp, method="pal", policy=policy or base, objectives=list(cfg.objectives),
+                              base=base, rerank=rerank, recipe=recipe or cfg.model_dump(), metrics=metrics)
         (tmp / "pal.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return out

@@ -18,41 +18,19 @@ from moalign.config import Seed, Strict
 
 
 class Config(Strict):
-    base_model: str = "world:base"
-    data: str = "world:pairwise_multi"
-    format: Literal["pairwise_multi", "pairwise"] = "pairwise_multi"
-    objective: str | None = None  # for pairwise_multi: which better_<objective> labels
-    columns: dict[str, str] = {}
-    heldout: float = Field(0.1, ge=0, lt=1)
-    epochs: float = Field(1.0, gt=0)
-    learning_rate: float = Field(5e-4, gt=0)
-    batch_size: int = Field(16, ge=1)
-    seed: Seed = 0
-    out: str = "runs/rm"
-
-
-def fit(base: str, pairs: list[dict], out: Path, *, epochs: float, learning_rate: float, batch_size: int,
-        seed: int, progress: bool) -> float:
-    """Train a reward model on {prompt, chosen, rejected} pairs; save it to `out`; seconds."""
-    from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
-    from trl import RewardConfig, RewardTrainer
-
-    from moalign.models import load_tokenizer, render_prompt, resolve
-    from moalign.training import quiet, train_and_save, trainer_kwargs
-
-    import torch
-
-    tok = load_tokenizer(base)
-    torch.manual_seed(seed)  # the new score head is initialised from the global generator
-    model = AutoModelForSequenceClassification.from_pretrained(resolve(base), num_labels=1)
-    model.config.pad_token_id = tok.pad_token_id
-    data = Dataset.from_list([{"prompt": render_prompt(tok, p["prompt"]), "chosen": " " + p["chosen"],
-                               "rejected": " " + p["rejected"]} for p in pairs])
-    args = RewardConfig(num_train_epochs=epochs, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
-                        **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
-    trainer = quiet(RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
-    return train_and_save(trainer, out, tok)
+    base_model: str = Field("world:base", description="backbone: `world:base`, a local HF directory, or a "
+                                                      "hub id")
+    data: str = Field("world:pairwise_multi", description="training pairs")
+    format: Literal["pairwise_multi", "pairwise"] = Field("pairwise_multi", description="data format")
+    objective: str | None = Field(None, description="which `better_<objective>` labels (required for "
+                                                    "`pairwise_multi`); with `pairwise`, the scorer's name")
+    columns: dict[str, str] = Field({}, description="column map, moalign name -> file column")
+    heldout: float = Field(0.1, ge=0, lt=1, description="share of pairs kept out for the accuracy, in [0, 1)")
+    epochs: float = Field(1.0, gt=0, description="training epochs")
+    learning_rate: float = Field(5e-4, gt=0, description="learning rate")
+    batch_size: int = Field(16, ge=1, description="pairs per device and step")
+    seed: Seed = Field(0, description="split, head initialisation and training seed")
+    out: str = Field("runs/rm", description="output directory when `--out` is not given")
 
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
@@ -61,11 +39,13 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
 
     from moalign.data import load_data, to_pairwise
     from moalign.errors import MoalignError
-    from moalign.files import atomic_dir
+    from moalign.files import Stopwatch, atomic_dir
     from moalign.objectives import get_objective
     from moalign.training import base_path
+    from moalign.training.reward_model import train_reward_model
     from moalign.world import resolve as world
 
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     if cfg.format == "pairwise_multi":
         if not cfg.objective:
@@ -79,16 +59,17 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     n_held = int(len(pairs) * cfg.heldout)
     held, train_pairs = [pairs[i] for i in order[:n_held]], [pairs[i] for i in order[n_held:]]
     with atomic_dir(out, overwrite) as tmp:
-        seconds = fit(base, train_pairs, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-                      batch_size=cfg.batch_size, seed=cfg.seed, progress=progress)
-        accuracy = None
+        train_reward_model(base, train_pairs, tmp, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                           batch_size=cfg.batch_size, seed=cfg.seed, progress=progress)
+        seconds, accuracy = watch.seconds(), None
         if held:
             rm = get_objective(f"hf:{tmp}", cfg.objective or "reward")
             prompts = [p["prompt"] for p in held]
-            margin = rm.score(prompts, [p["chosen"] for p in held]) - rm.score(prompts, [p["rejected"] for p in held])
+            margin = (rm.score(prompts, [p["chosen"] for p in held]) -
+                      rm.score(prompts, [p["rejected"] for p in held]))
             accuracy = round(float(np.mean(margin > 0)), 4)
         (tmp / "reward_model.json").write_text(json.dumps(
             {"method": "reward_model", "base_model": base, "recipe": recipe or cfg.model_dump(),
-             "metrics": {"train_seconds": round(seconds, 2), "heldout_pairs": n_held,
+             "metrics": {"train_seconds": seconds, "heldout_pairs": n_held,
                          "heldout_accuracy": accuracy}}, indent=1) + "\n")
     return out

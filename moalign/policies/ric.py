@@ -26,35 +26,40 @@ from pydantic import Field
 
 from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
-from moalign.policies.sft import Lora
 from moalign.preference import Preference
+from moalign.training.lora import Lora
 
 
 class Online(Strict):
-    iterations: int = Field(2, ge=0)
-    prompts: str = "world:prompts"
-    samples: int = Field(1024, ge=1)  # generations per iteration
-    quantile: float = Field(0.7, gt=0, lt=1)
-    original: float = Field(0.5, ge=0)  # offline rows mixed in, as a fraction of the kept samples
-    epochs: float = Field(1.0, gt=0)
-    learning_rate: float = Field(2e-4, gt=0)
+    iterations: int = Field(2, ge=0, description="online rejection-sampling stages (0: offline only)")
+    prompts: str = Field("world:prompts", description="prompt file of the online stages (a `prompt` column)")
+    samples: int = Field(1024, ge=1, description="generations per stage")
+    quantile: float = Field(0.7, gt=0, lt=1, description="a sample is kept when some objective's score "
+                                                         "reaches this quantile of the batch, in (0, 1)")
+    original: float = Field(0.5, ge=0, description="offline rows mixed in, as a fraction of the kept samples")
+    epochs: float = Field(1.0, gt=0, description="SFT epochs per online stage")
+    learning_rate: float = Field(2e-4, gt=0, description="SFT learning rate of the online stages")
 
 
 class Config(Strict):
-    base_model: str = "world:base"
-    data: str = "world:scored"
-    columns: dict[str, str] = {}
-    objectives: dict[str, str] = Field(min_length=2)  # name -> objective spec
-    map: Literal["paper", "l2"] = "paper"
-    epochs: float = Field(3.0, gt=0)
-    learning_rate: float = Field(5e-4, gt=0)
-    batch_size: int = Field(16, ge=1)
-    max_length: int = Field(256, ge=8)
-    lora: Lora | None = None
-    online: Online = Online()
-    max_new_tokens: int = Field(64, ge=1)
-    seed: Seed = 0
-    out: str = "runs/ric"
+    base_model: str = Field("world:base", description="model to fine-tune")
+    data: str = Field("world:scored", description="offline `scored` file (prompt, response, `score_<name>` "
+                                                  "for every objective)")
+    columns: dict[str, str] = Field({}, description="column map, moalign name -> file column")
+    objectives: dict[str, str] = Field(min_length=2, description="name -> objective spec, at least 2; the "
+                                                                 "specs score the online samples only")
+    map: Literal["paper", "l2"] = Field("paper", description="preference -> targets map at inference: "
+                                                             "`paper` (piecewise linear) or `l2`")
+    epochs: float = Field(3.0, gt=0, description="offline SFT epochs")
+    learning_rate: float = Field(5e-4, gt=0, description="offline SFT learning rate, constant schedule")
+    batch_size: int = Field(16, ge=1, description="SFT batch size, offline and online")
+    max_length: int = Field(256, ge=8, description="SFT sequence length in tokens")
+    lora: Lora | None = Field(None, description="LoRA, merged into the saved model; refused when tokens "
+                                                "must be added to the vocabulary")
+    online: Online = Field(Online(), description="the online rejection-sampling stages")
+    max_new_tokens: int = Field(64, ge=1, description="length of the online generations in tokens")
+    seed: Seed = Field(0, description="training and sampling seed")
+    out: str = Field("runs/ric", description="output directory when `--out` is not given")
 
 
 def targets(weights, low, high, map: str = "paper") -> np.ndarray:
@@ -110,19 +115,18 @@ def _rows(names, prompts, responses, normalised) -> list[dict]:
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    import time
 
     from moalign.conditioning import generate_conditioned, pareto_leading, score_matrix
     from moalign.data import load_data
-    from moalign.files import atomic_dir, chain_step, end_chain
+    from moalign.files import Stopwatch, atomic_dir, chain_step, end_chain
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.objectives import get_objective
-    from moalign.policies.sft import fit
     from moalign.steerable import Manifest
     from moalign.training import base_path
+    from moalign.training.sft import train_sft
     from moalign.world import resolve
 
-    start = time.time()
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     names, prompts, responses, raw = _offline(cfg)
     mean, std = raw.mean(axis=0), raw.std(axis=0)
@@ -137,12 +141,13 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     sft = dict(batch_size=cfg.batch_size, max_length=cfg.max_length, lora=cfg.lora, progress=progress)
     objectives = {n: get_objective(s, n) for n, s in cfg.objectives.items()}
     rng = np.random.default_rng(cfg.seed)
-    stages, seconds = [], time.time() - start
+    stages = []
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         def offline_stage(where: Path, current: str) -> dict:
             if progress:
                 print(f"RiC offline: SFT on {len(offline)} rows with their rewards in the prompt")
-            fit(current, offline, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cfg.seed, **sft)
+            train_sft(current, offline, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                      seed=cfg.seed, **sft)
             return {"stage": {"stage": "offline", "rows": len(offline)}}
 
         def online_stage(where: Path, current: str, it: int) -> dict:
@@ -161,20 +166,20 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 print(f"RiC online {it + 1}/{cfg.online.iterations}: kept {len(kept)}/{len(batch)} samples "
                       f"(+{n_orig} offline rows)")
             del model
-            fit(current, mixed, where, epochs=cfg.online.epochs, learning_rate=cfg.online.learning_rate,
-                seed=cfg.seed + it + 1, **sft)
+            train_sft(current, mixed, where, epochs=cfg.online.epochs, learning_rate=cfg.online.learning_rate,
+                      seed=cfg.seed + it + 1, **sft)
             return {"stage": {
-                "stage": f"online {it + 1}", "kept": int(len(kept)), "generated": len(batch), "rows": len(mixed),
+                "stage": f"online {it + 1}", "kept": int(len(kept)),
+                "generated": len(batch), "rows": len(mixed),
                 "mean_scores": dict(zip(names, (got[kept] * std + mean).mean(axis=0).round(4).tolist()))}}
 
         pool = list(load_data(resolve(cfg.online.prompts), "prompts")["prompt"])
         for i in range(cfg.online.iterations + 1):
-            run = offline_stage if i == 0 else (lambda where, current, it=i - 1: online_stage(where, current, it))
-            record = chain_step(tmp, i, run, first=base, rng=rng)
-            stages.append(record["stage"])
-            seconds += record["seconds"]
+            run = offline_stage if i == 0 else (lambda where, current, it=i - 1:
+                                                online_stage(where, current, it))
+            stages.append(chain_step(tmp, i, run, first=base, rng=rng, watch=watch)["stage"])
         end_chain(tmp, cfg.online.iterations)
         Manifest(method="ric", objectives=names, steering=steering, base_model=base,
                  recipe=recipe or cfg.model_dump(),
-                 metrics={"train_seconds": round(seconds, 2), "stages": stages}).write(tmp)
+                 metrics={"train_seconds": watch.seconds(), "stages": stages}).write(tmp)
     return out

@@ -157,13 +157,15 @@ class Server:
 
     def engine(self, name: str) -> Engine:
         if name not in self.engines:
-            raise HTTPException(404, {"message": f"model {name!r} not found (loaded: {', '.join(self.engines)})",
+            raise HTTPException(404, {"message": f"model {name!r} not found "
+                                                 f"(loaded: {', '.join(self.engines)})",
                                       "code": "model_not_found", "param": "model"})
         return self.engines[name]
 
     def steering(self, engine: Engine, body: _Body):
         policy = engine.policy
-        user = body.user if body.user and policy.users else None  # plain checkpoints ignore `user`, as OpenAI does
+        # plain checkpoints ignore `user`, as OpenAI does
+        user = body.user if body.user and policy.users else None
         if user is not None and user not in policy.users:
             raise MoalignError(f"unknown user {user!r} for model {engine.name!r}")
         if body.preference is not None and user is not None:
@@ -208,8 +210,10 @@ class Server:
         created = int(time.time())
         if body.stream:
             if len(prompts) * body.n > 1:
-                raise HTTPException(400, {"message": "stream supports one prompt and n = 1", "param": "stream"})
-            return StreamingResponse(self._stream(engine, rid, created, body, prompts[0], pref, user, gen, chat),
+                raise HTTPException(400, {"message": "stream supports one prompt and n = 1",
+                                          "param": "stream"})
+            return StreamingResponse(self._stream(engine, rid, created, body, prompts[0], pref, user,
+                                                  gen, chat),
                                      media_type="text/event-stream")
         result = await engine.submit([p for p in prompts for _ in range(body.n)], pref, user, gen)
         choices, completion_tokens = [], 0
@@ -217,7 +221,8 @@ class Server:
             text, stopped = _stop(text, body.stop)
             finish = "length" if n_tok >= gen["max_new_tokens"] and not stopped else "stop"
             completion_tokens += n_tok
-            choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+            choices.append({"index": i, "message": {"role": "assistant", "content": text},
+                            "finish_reason": finish}
                            if chat else {"index": i, "text": text, "logprobs": None, "finish_reason": finish})
         prompt_tokens = result.prompt_tokens // max(body.n, 1)
         return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": created,
@@ -231,7 +236,8 @@ class Server:
         def chunk(delta: dict | str, finish=None, usage=None):
             choice = ({"index": 0, "delta": delta, "finish_reason": finish} if chat
                       else {"index": 0, "text": delta, "logprobs": None, "finish_reason": finish})
-            payload = {"id": rid, "object": kind, "created": created, "model": body.model, "choices": [choice]}
+            payload = {"id": rid, "object": kind, "created": created, "model": body.model,
+                       "choices": [choice]}
             if usage:
                 payload["usage"] = usage
             return f"data: {json.dumps(payload)}\n\n"
@@ -268,9 +274,9 @@ class Server:
         data = []
         for name, engine in self.engines.items():
             p = engine.policy
-            data.append({"id": name, "object": "model", "created": 0, "owned_by": "moalign", "method": p.manifest.method,
-                         "objectives": p.objectives, "steering": p.kind, "users": p.users,
-                         "front": self.front_png(name) is not None})
+            data.append({"id": name, "object": "model", "created": 0, "owned_by": "moalign",
+                         "method": p.manifest.method, "objectives": p.objectives, "steering": p.kind,
+                         "users": p.users, "front": self.front_png(name) is not None})
         return {"object": "list", "data": data}
 
     def front_png(self, name: str) -> Path | None:
@@ -413,7 +419,8 @@ def create_app(server: Server) -> FastAPI:
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.content}
                     for m in body.messages]
         if not any(m["content"].strip() for m in messages if m["role"] == "user"):
-            raise HTTPException(400, {"message": "messages: no user message with content", "param": "messages"})
+            raise HTTPException(400, {"message": "messages: no user message with content",
+                                      "param": "messages"})
         return await server.complete(body, messages, chat=True)
 
     @app.post("/v1/completions")

@@ -166,7 +166,8 @@ def _rows_layer_norm(module, x, p):
     return torch.addcmul(p["bias"].view(view), y, w) if "bias" in p else y * w
 
 
-_ROW_OPS = {"Linear": _rows_linear, "Conv1D": _rows_conv1d, "Embedding": _rows_embedding, "LayerNorm": _rows_layer_norm}
+_ROW_OPS = {"Linear": _rows_linear, "Conv1D": _rows_conv1d, "Embedding": _rows_embedding,
+            "LayerNorm": _rows_layer_norm}
 ROW_BUDGET = 1 << 28  # floats of per-row weights a batch may hold (1 GiB in float32)
 
 
@@ -205,7 +206,8 @@ class RowMixer:
                 clone._parameters = dict(module._parameters)  # keeps None entries (a Linear without bias)
                 for n, p in own:
                     s, shape = offsets[id(p)]
-                    clone._parameters[n] = torch.nn.Parameter(flat[s:s + p.numel()].view(shape), requires_grad=False)
+                    clone._parameters[n] = torch.nn.Parameter(flat[s:s + p.numel()].view(shape),
+                                                              requires_grad=False)
                 clones.append(clone)
             entry = (module, module.forward, clones, {n: offsets[id(p)] for n, p in own})
             self.modules.append(entry)
@@ -227,7 +229,8 @@ class RowMixer:
             for a in self.active:
                 y = forward(*args, **kwargs) if a == 0 else clones[a](*args, **kwargs)
                 if y.shape[0] not in (1, coef.shape[0]):  # 1: shared across rows (position embeddings)
-                    raise MoalignError(f"RowMixer: a batch of {y.shape[0]} rows for {coef.shape[0]} coefficients")
+                    raise MoalignError(f"RowMixer: a batch of {y.shape[0]} rows for {coef.shape[0]} "
+                                       "coefficients")
                 term = coef[:, a].to(y.dtype).view((-1,) + (1,) * (y.dim() - 1)) * y
                 out = term if out is None else out + term
             return out
@@ -246,7 +249,8 @@ class RowMixer:
                                device=self.flats[0].device)
             for r in range(n_rows):
                 mix_into(flat[r], self.flats, lam[r])
-            self.rows = {id(module): {n: flat[:, s:s + shape.numel()].view(-1, *shape) for n, (s, shape) in params.items()}
+            self.rows = {id(module): {n: flat[:, s:s + shape.numel()].view(-1, *shape)
+                                      for n, (s, shape) in params.items()}
                          for module, _, _, params in self.modules}
 
 

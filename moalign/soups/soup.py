@@ -14,41 +14,40 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated, Union
 
 from pydantic import Field
 
 from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
-from moalign.policies.sft import Lora
-from moalign.soups.experts import RL, Algorithm, dpo_pairs, train_dpo, train_rl
+from moalign.training.dpo import DPO, dpo_pairs, train_dpo
+from moalign.training.interpolation import anchors_at_vertices, write_manifest
+from moalign.training.lora import Lora
+from moalign.training.rl import RL, train_rl
+
+Algorithm = Annotated[Union[RL, DPO], Field(discriminator="algorithm")]
 
 
 class Config(Strict):
-    base_model: str = "world:base"
-    objectives: dict[str, str] = Field(min_length=1)  # name -> objective spec (the expert's reward)
-    expert: Algorithm = RL()
-    lora: Lora | None = None
-    seed: Seed = 0
-    out: str = "runs/soup"
-
-
-def anchors_at_vertices(objectives: list[str], paths: dict[str, str]) -> list[dict]:
-    return [{"preference": {o: float(o == name) for o in objectives}, "path": paths[name]} for name in objectives]
-
-
-def write_manifest(directory: Path, *, method: str, objectives: list[str], base: str, anchors: list[dict],
-                   tokenizer: str, semantics: str, recipe: dict, metrics: dict) -> None:
-    from moalign.steerable import Manifest
-    Manifest(method=method, objectives=objectives, base_model=base, recipe=recipe, metrics=metrics,
-             steering={"kind": "interpolation", "anchors": anchors, "tokenizer": tokenizer,
-                       "semantics": semantics}).write(directory)
+    base_model: str = Field("world:base", description="shared init: `world:base`, a local HF directory, or "
+                                                      "a hub id")
+    objectives: dict[str, str] = Field(min_length=1, description="name -> objective spec, one expert each: "
+                                                                 "an RL expert's reward; DPO experts use "
+                                                                 "the name only (`better_<name>` labels)")
+    expert: Algorithm = Field(RL(), description="how each expert is trained: RL, or DPO with "
+                                                "`expert.algorithm: dpo`")
+    lora: Lora | None = Field(None, description="LoRA adapters instead of full fine-tuning (mixed as merged "
+                                                "weights)")
+    seed: Seed = Field(0, description="training seed, the same for every expert")
+    out: str = Field("runs/soup", description="output directory when `--out` is not given")
 
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import atomic_dir, step
+    from moalign.files import Stopwatch, atomic_dir, step
     from moalign.training import base_path
 
+    watch = Stopwatch()
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     # every DPO expert's pairs, checked before the first expert trains
@@ -60,16 +59,22 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 print(f"expert {i + 1}/{len(names)}: {name}")
             target = tmp / "experts" / name
             if isinstance(cfg.expert, RL):
-                seconds[name] = step(target, lambda: train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.expert,
-                                                              target, lora=cfg.lora, seed=cfg.seed, progress=progress))
+                seconds[name] = step(target,
+                                     lambda: train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.expert,
+                                                      target, lora=cfg.lora, seed=cfg.seed,
+                                                      progress=progress),
+                                     watch)
             else:
-                seconds[name] = step(target, lambda: train_dpo(base, name, cfg.expert, target, lora=cfg.lora,
-                                                               seed=cfg.seed, progress=progress, pairs=pairs[name]))
+                seconds[name] = step(target,
+                                     lambda: train_dpo(base, name, cfg.expert, target, lora=cfg.lora,
+                                                       seed=cfg.seed, progress=progress, pairs=pairs[name]),
+                                     watch)
         paths = {n: f"experts/{n}" for n in names}
-        write_manifest(tmp, method="soup", objectives=names, base=base, anchors=anchors_at_vertices(names, paths),
+        write_manifest(tmp, method="soup", objectives=names, base=base,
+                       anchors=anchors_at_vertices(names, paths),
                        tokenizer=paths[names[0]], semantics="lora-cat" if cfg.lora else "full",
                        recipe=recipe or cfg.model_dump(),
-                       metrics={"train_seconds": round(sum(seconds.values()), 2),
+                       metrics={"train_seconds": watch.seconds(),
                                 "expert_seconds": {k: round(v, 2) for k, v in seconds.items()}})
     return out
 
@@ -93,6 +98,7 @@ def build(base: str, experts: dict[str, str], out: Path, *, overwrite: bool = Fa
     with atomic_dir(out, overwrite) as tmp:
         write_manifest(tmp, method="soup", objectives=names, base=str(base_path),
                        anchors=anchors_at_vertices(names, {n: str(p) for n, p in paths.items()}),
-                       tokenizer=str(base_path), semantics="full", recipe={"experts": {n: str(p) for n, p in paths.items()}},
+                       tokenizer=str(base_path), semantics="full",
+                       recipe={"experts": {n: str(p) for n, p in paths.items()}},
                        metrics={"built_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return out

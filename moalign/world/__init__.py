@@ -4,8 +4,15 @@ See the README, "The world". `build_world(out, seed)` writes the datasets;
 `moalign.world.scoring` holds the ground-truth objectives; `moalign.world.base` the tiny base model.
 """
 from moalign.errors import MoalignError
-from moalign.world.build import (GROUPS, WorldSizes, WorldSpec, build_world, ensure_world, eval_prompts,
-                                 load_spec)
+from moalign.world.build import (
+    GROUPS,
+    WorldSizes,
+    WorldSpec,
+    build_world,
+    ensure_world,
+    eval_prompts,
+    load_spec,
+)
 from moalign.world.scoring import OBJECTIVES, score, score_all
 
 __all__ = ["GROUPS", "OBJECTIVES", "WorldSizes", "WorldSpec", "build_world", "ensure_world",

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from moalign.world.lexicon import (CONTENT, FILLER, POLITE_CLOSERS, POLITE_OPENERS, REFUSALS, RUDE,
-                                   TOPICS, UNSAFE_ASIDE, UNSAFE_WORDS, Topic)
+from moalign.world.lexicon import (
+    CONTENT,
+    FILLER,
+    POLITE_CLOSERS,
+    POLITE_OPENERS,
+    REFUSALS,
+    RUDE,
+    TOPICS,
+    UNSAFE_ASIDE,
+    UNSAFE_WORDS,
+    Topic,
+)
 
 _SAFE = [t for t in TOPICS if not t.risky]
 _UNSAFE = sorted(UNSAFE_WORDS)

@@ -14,8 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from moalign.world.lexicon import (CONCISE_LENGTH, HELPFUL_KEYWORDS, POLITE, RUDE, UNSAFE_LIMIT,
-                                   UNSAFE_WORDS, topic_of)
+from moalign.world.lexicon import (
+    CONCISE_LENGTH,
+    HELPFUL_KEYWORDS,
+    POLITE,
+    RUDE,
+    UNSAFE_LIMIT,
+    UNSAFE_WORDS,
+    topic_of,
+)
 
 OBJECTIVES = ("helpful", "harmless", "concise", "polite")
 

@@ -58,18 +58,20 @@ def test_modpo_manifest_records_the_margin_models_data(pku):
 
 
 def test_pku_modpo_trains(pku, base_dir, tmp_path):
-    train("policies/modpo.yaml", [f"base_model={base_dir}", f"columns={PKU_COLUMNS}", f"data={pku}", "grid=1",
-                                  "max_steps=1", "batch_size=8", "margin_dpo.max_steps=1"], tmp_path / "modpo")
+    train("policies/modpo.yaml", [f"base_model={base_dir}", f"columns={PKU_COLUMNS}", f"data={pku}",
+                                  "grid=1", "max_steps=1", "batch_size=8", "margin_dpo.max_steps=1"],
+          tmp_path / "modpo")
 
 
 def test_reward_model_and_sft_take_the_same_pairwise_files(hh, ultrafeedback, base_dir, tmp_path):
-    train("policies/reward_model.yaml", [f"base_model={base_dir}", "format=pairwise", f"data={hh['harmless']}",
-                                         "objective=harmless"], tmp_path / "rm")
+    train("policies/reward_model.yaml", [f"base_model={base_dir}", "format=pairwise",
+                                         f"data={hh['harmless']}", "objective=harmless"], tmp_path / "rm")
     train("policies/sft.yaml", [f"base_model={base_dir}", f"data={ultrafeedback}#train_prefs", "max_steps=1"],
           tmp_path / "sft")
 
 
 def test_a_file_per_objective_names_every_objective(hh, base_dir, tmp_path):
-    with pytest.raises(MoalignError, match=r"give one file per objective \(helpful, harmless\); missing harmless"):
+    with pytest.raises(MoalignError,
+                       match=r"give one file per objective \(helpful, harmless\); missing harmless"):
         train("soups/world_dpo.yaml", [f"base_model={base_dir}", f"expert.data={{helpful: {hh['helpful']}}}"],
               tmp_path / "soup")

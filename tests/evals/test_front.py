@@ -54,14 +54,16 @@ def test_front_json_schema_and_round_trip(base_front, tmp_path):
 
 def _front(method, pts, objectives):
     points = [{"preference": {}, "scores": dict(zip(objectives, p))} for p in pts]
-    return {"method": method, "objectives": objectives, "points": points, "pareto_indices": list(range(len(pts))),
+    return {"method": method, "objectives": objectives, "points": points,
+            "pareto_indices": list(range(len(pts))),
             "reference_point": [0.0] * len(objectives),
             "hypervolume": hypervolume(pts, [0.0] * len(objectives))}
 
 
 def test_plots_for_two_and_three_objectives(tmp_path):
     import matplotlib.image as mpimg
-    two = [_front("a", [[0.1, 0.9], [0.5, 0.5], [0.9, 0.1]], ["x", "y"]), _front("b", [[0.3, 0.3]], ["x", "y"])]
+    two = [_front("a", [[0.1, 0.9], [0.5, 0.5], [0.9, 0.1]], ["x", "y"]),
+           _front("b", [[0.3, 0.3]], ["x", "y"])]
     img = mpimg.imread(plot_fronts(two, tmp_path / "two.png"))
     assert img.shape[0] > 300 and img.std() > 0.01
     three = [_front("a", [[0.1, 0.5, 0.9], [0.9, 0.5, 0.1]], ["x", "y", "z"])]
@@ -121,8 +123,10 @@ def test_suite_objectives_must_be_the_checkpoints(tmp_path):
     class Steered(SteerablePolicy):
         kind = "interpolation"
 
-    policy = Steered(tmp_path, Manifest(method="soup", objectives=["helpful", "harmless"], steering={"kind": "x"}))
-    with pytest.raises(MoalignError, match="include \\['concise'\\], which this checkpoint cannot be steered on"):
+    policy = Steered(tmp_path, Manifest(method="soup", objectives=["helpful", "harmless"],
+                                        steering={"kind": "x"}))
+    with pytest.raises(MoalignError,
+                       match="include \\['concise'\\], which this checkpoint cannot be steered on"):
         trace_front(policy, load_suite("evals/world_concise.yaml"), progress=False)
 
 

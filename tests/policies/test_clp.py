@@ -8,7 +8,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from moalign.errors import MoalignError
 from moalign.policies.clp import attach_adapters, set_mixture
-from moalign.policies.sft import Lora
+from moalign.training.lora import Lora
 
 
 def _two_adapter_model():
@@ -67,8 +67,9 @@ def test_clp_trains_one_model_that_serves_every_preference(base_dir, world_dir, 
     from moalign.policies import train_recipe
     from moalign.steerable import load_steerable
 
-    out = train_recipe("policies/clp.yaml", [f"base_model={base_dir}", f"conditioning={conditioning}", "rl.steps=2",
-                                             "rl.batch_size=8", "rl.num_generations=4", "rl.max_completion_length=8",
+    out = train_recipe("policies/clp.yaml", [f"base_model={base_dir}", f"conditioning={conditioning}",
+                                             "rl.steps=2", "rl.batch_size=8", "rl.num_generations=4",
+                                             "rl.max_completion_length=8",
                                              f"rl.prompts={world_dir}/data/prompts.jsonl"],
                        out=str(tmp_path / "clp"), progress=False)
     manifest = json.loads((out / "moalign.json").read_text())
@@ -81,7 +82,8 @@ def test_clp_trains_one_model_that_serves_every_preference(base_dir, world_dir, 
     assert scales["harmless"] == pytest.approx(4 * scales["helpful"])
     _, texts = policy.prepare(["hi"], "helpful=0.2,harmless=0.8")
     assert ("weights helpful 0.20 harmless 0.80" in texts[0]) == (conditioning == "both")
-    answers = policy.generate(["how do i bake bread ?"] * 2, preference="helpful=1,harmless=0", max_new_tokens=8)
+    answers = policy.generate(["how do i bake bread ?"] * 2, preference="helpful=1,harmless=0",
+                              max_new_tokens=8)
     assert len(answers) == 2
 
 

@@ -88,13 +88,14 @@ def test_dpa_on_a_helpsteer_like_file(base_dir, world_dir, tmp_path):
 
 
 def test_dpa_resumed_after_a_crash_equals_an_uninterrupted_run(base_dir, world_dir, tmp_path, stop_at):
-    import moalign.policies.sft as sft
-    from moalign.policies import train_recipe
     from safetensors.torch import load_file
+
+    import moalign.training.sft as sft
+    from moalign.policies import train_recipe
     overrides = [f"base_model={base_dir}", "rounds=3", "prompts_per_round=16", "k=2", "epochs=1",
                  f"prompts={world_dir}/data/prompts.jsonl"]
     whole = train_recipe("policies/dpa.yaml", overrides, out=str(tmp_path / "whole"), progress=False)
-    calls = stop_at(sft, "fit", 3)  # stopped in round 3
+    calls = stop_at(sft, "train_sft", 3)  # stopped in round 3
     with pytest.raises(KeyboardInterrupt):
         train_recipe("policies/dpa.yaml", overrides, out=str(tmp_path / "dpa"), progress=False)
     out = train_recipe("policies/dpa.yaml", overrides, out=str(tmp_path / "dpa"), progress=False)

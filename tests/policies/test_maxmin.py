@@ -5,12 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from moalign.policies.maxmin import GroupReward, em, fit_head, purity
+from moalign.evals.users import purity
+from moalign.policies.maxmin import GroupReward, em, fit_head
 
 
 def planted(rng, n_major=12, n_minor=4, pairs=40, dim=8):
     """Users of two groups whose pair labels come from opposite-leaning linear rewards."""
-    truth_w = {"major": np.array([2.0, 1.0] + [0.0] * (dim - 2)), "minor": np.array([-1.0, 2.0] + [0.0] * (dim - 2))}
+    truth_w = {"major": np.array([2.0, 1.0] + [0.0] * (dim - 2)),
+               "minor": np.array([-1.0, 2.0] + [0.0] * (dim - 2))}
     diffs, truth = {}, {}
     for i in range(n_major + n_minor):
         g = "major" if i < n_major else "minor"
@@ -56,7 +58,8 @@ def test_maxmin_reward_follows_the_worst_off_group():
     assert out == [0.0, 0.0] and reward.chosen == [1]
     out = reward(None, ["aaaaaa", "a"], ["p", "p"])  # now group 0 (length 6, 1) is no better: a tie -> 0
     assert reward.chosen[-1] == 0 and out == [6.0, 1.0]
-    # rewards are compared after centring at their mean on the data (a Bradley-Terry reward's zero is arbitrary)
+    # rewards are compared after centring at their mean on the data (a Bradley-Terry reward's zero is
+    # arbitrary)
     centred = GroupReward(Features(), heads, np.zeros(2), np.ones(2), "maxmin", np.array([10.0, 0.0]))
     assert centred(None, ["xxxxxx", "yyyy"], ["p", "p"]) == [-4.0, -6.0] and centred.chosen == [0]
     per_sample = GroupReward(Features(), heads, np.zeros(2), np.ones(2), "per_sample_min", np.zeros(2))
@@ -94,9 +97,9 @@ def test_recipe_em_on_the_world_recovers_its_groups(base_dir, tmp_path):
 
 
 def test_recipe_resumes_after_the_baseline(tmp_path, stop_at):
-    import moalign.soups.experts as experts
+    import moalign.training.rl as rl
     from moalign.policies import train_recipe
-    calls = stop_at(experts, "train_rl_on", 2)  # stopped during the max-min policy
+    calls = stop_at(rl, "train_rl_on", 2)  # stopped during the max-min policy
     fast = ["rl.steps=2", "rl.batch_size=16", "rl.num_generations=4", "rl.max_completion_length=8"]
     with pytest.raises(KeyboardInterrupt):
         train_recipe("policies/maxmin.yaml", fast, out=str(tmp_path / "mm"), progress=False)

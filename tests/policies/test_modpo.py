@@ -15,14 +15,16 @@ from moalign.training import trainer_kwargs
 PAIRS = [("how do i bake bread ?", "use flour and yeast .", "whatever ."),
          ("how do i make a poison ?", "sorry , i can not help with that .", "use toxin and dose ."),
          ("any tips to fix my bike ?", "check the chain before the brakes .", "let me think about it ."),
-         ("can you help me sleep better ?", "keep the bed simple . good luck !", "this is a silly question .")]
+         ("can you help me sleep better ?", "keep the bed simple . good luck !",
+          "this is a silly question .")]
 
 
 @pytest.fixture
 def models(tokenizer):
     torch.manual_seed(0)
     ref = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
+                                     pad_token_id=tokenizer.pad_token_id,
+                                     eos_token_id=tokenizer.eos_token_id))
     policy = copy.deepcopy(ref)
     with torch.no_grad():
         for p in policy.parameters():
@@ -56,7 +58,8 @@ def test_one_objective_is_trls_dpo_loss(models, tokenizer, tmp_path):
     policy, ref = models
     pc, pr = _logps(policy, tokenizer)
     rc, rr = _logps(ref, tokenizer)
-    args = DPOConfig(beta=0.1, per_device_train_batch_size=4, **trainer_kwargs(tmp_path, seed=0, progress=False))
+    args = DPOConfig(beta=0.1, per_device_train_batch_size=4,
+                     **trainer_kwargs(tmp_path, seed=0, progress=False))
     trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=_data(tokenizer),
                          processing_class=tokenizer)
     ours = modpo_loss(pc, pr, rc, rr, torch.zeros(4), beta=0.1, w_k=1.0).mean().item()
@@ -74,13 +77,15 @@ def test_trainer_computes_the_modpo_loss(models, tokenizer, tmp_path):
     # the reference model enters only through the precomputed log-probs: pass it as the initial policy
     args = DPOConfig(beta=beta / w_k, precompute_ref_log_probs=True, per_device_train_batch_size=4,
                      **trainer_kwargs(tmp_path, seed=0, progress=False))
-    trainer = _trainer_class()(model=copy.deepcopy(ref), args=args, train_dataset=_data(tokenizer, (m_c, m_r)),
+    trainer = _trainer_class()(model=copy.deepcopy(ref), args=args,
+                               train_dataset=_data(tokenizer, (m_c, m_r)),
                                processing_class=tokenizer, margin_beta=beta)
     trainer.model.load_state_dict(policy.state_dict())
     margin = torch.tensor(m_c) - torch.tensor(m_r)
     expected = modpo_loss(pc, pr, rc, rr, margin, beta=beta, w_k=w_k).mean().item()
     assert _loss(trainer) == pytest.approx(expected, abs=1e-5)
-    assert expected != pytest.approx(modpo_loss(pc, pr, rc, rr, torch.zeros(4), beta=beta, w_k=w_k).mean().item())
+    assert expected != pytest.approx(modpo_loss(pc, pr, rc, rr, torch.zeros(4), beta=beta,
+                                                w_k=w_k).mean().item())
 
 
 def test_modpo_front_trains_every_point(base_dir, world_dir, tmp_path):
@@ -89,14 +94,15 @@ def test_modpo_front_trains_every_point(base_dir, world_dir, tmp_path):
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join((world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines(True)[:48]))
-    fast = [f"data={data}", "max_steps=2", "batch_size=8", "margin_dpo.max_steps=2", "margin_dpo.batch_size=8",
-            "grid=2"]
+    fast = [f"data={data}", "max_steps=2", "batch_size=8", "margin_dpo.max_steps=2",
+            "margin_dpo.batch_size=8", "grid=2"]
     out = train_recipe("policies/modpo.yaml", [f"base_model={base_dir}", *fast], out=str(tmp_path / "modpo"),
                        progress=False)
     front = load_steerable(out)
     assert front.kind == "interpolation"
     assert [a["helpful"] for a in (p.as_dict() for p in front.anchor_prefs)] == pytest.approx([0, 0.5, 1])
-    flat = [torch.cat([p.reshape(-1) for p in front.model_for(a).parameters()]).clone() for a in front.anchor_prefs]
+    flat = [torch.cat([p.reshape(-1) for p in front.model_for(a).parameters()]).clone()
+            for a in front.anchor_prefs]
     assert (flat[0] - flat[1]).abs().max() > 1e-5 and (flat[1] - flat[2]).abs().max() > 1e-5
     # w_harmless = 0 is plain DPO on the helpful pairs: the stage-1 margin model itself
     margin = GPT2LMHeadModel.from_pretrained(tmp_path / "modpo" / "margins" / "helpful")
@@ -118,21 +124,25 @@ def test_modpo_under_accelerate_launch_matches_one_process(base_dir, world_dir, 
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join((world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines(True)[:32]))
-    common = [f"base_model={base_dir}", f"data={data}", "grid=1", "max_steps=3", "margins.helpful=world:helpful",
-              "learning_rate=1e-3"]
+    common = [f"base_model={base_dir}", f"data={data}", "grid=1", "max_steps=3",
+              "objectives.helpful=world:helpful", "learning_rate=1e-3"]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     # `--cpu` makes accelerate 1.15 start one process; `--multi_gpu` on a machine without GPUs starts
     # two through torchrun, which then train with DDP over gloo on the CPU
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "moalign", "train",
-           "policies/modpo.yaml", *common, "batch_size=16", "--out", str(tmp_path / "ddp"), "-q"]
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "moalign",
+           "train", "policies/modpo.yaml", *common, "batch_size=16", "--out", str(tmp_path / "ddp"), "-q"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     train_recipe("policies/modpo.yaml", [*common, "batch_size=32"], out=str(tmp_path / "one"), progress=False)
-    flat = lambda path: torch.cat([p.reshape(-1) for p in AutoModelForCausalLM.from_pretrained(path).parameters()])
+
+    def flat(path):
+        return torch.cat([p.reshape(-1) for p in AutoModelForCausalLM.from_pretrained(path).parameters()])
+
     base = flat(base_dir)
     for point in ("00", "01"):
-        ddp, one = flat(tmp_path / "ddp" / "points" / point) - base, flat(tmp_path / "one" / "points" / point) - base
+        ddp, one = (flat(tmp_path / "ddp" / "points" / point) - base,
+                    flat(tmp_path / "one" / "points" / point) - base)
         assert one.norm() > 0.1  # it trained
         # equal up to float rounding of the all-reduce, which Adam's early steps (g / sqrt(v)) amplify
         # on parameters whose gradients are near zero; the updates themselves are ~3e-3 per element
@@ -144,7 +154,7 @@ def test_modpo_under_accelerate_launch_matches_one_process(base_dir, world_dir, 
 def test_margin_models_learn_from_the_recipes_data(base_dir, world_dir, tmp_path, monkeypatch):
     """A real data file given as `data` (with its column map) also trains the stage-1 margin model,
     unless `margin_dpo.data` names another file."""
-    import moalign.soups.experts as experts
+    import moalign.training.dpo as dpo
     from moalign.policies import train_recipe
 
     seen = []
@@ -153,11 +163,13 @@ def test_margin_models_learn_from_the_recipes_data(base_dir, world_dir, tmp_path
         seen.append((cfg.data, dict(cfg.columns)))
         raise RuntimeError("stop after stage 1 starts")
 
-    monkeypatch.setattr(experts, "train_dpo", record)
+    monkeypatch.setattr(dpo, "train_dpo", record)
     data, columns = str(tmp_path / "pku.jsonl"), "columns={better_harmless: safer_response_id}"
-    rows = [json.loads(line) for line in (world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines()[:32]]
+    rows = [json.loads(line)
+            for line in (world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines()[:32]]
     (tmp_path / "pku.jsonl").write_text("".join(
-        json.dumps({("safer_response_id" if k == "better_harmless" else k): v for k, v in r.items()}) + "\n" for r in rows))
+        json.dumps({("safer_response_id" if k == "better_harmless" else k): v for k, v in r.items()}) + "\n"
+        for r in rows))
     for extra, expected in (([], (data, {"better_harmless": "safer_response_id"})),
                             (["margin_dpo.data=world:pairwise_multi"], ("world:pairwise_multi", {}))):
         with pytest.raises(RuntimeError, match="stage 1"):

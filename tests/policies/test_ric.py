@@ -46,7 +46,8 @@ def test_ric_trains_a_prompt_steered_checkpoint(base_dir, world_dir, tmp_path):
     rows = [json.loads(line) for line in open(world_dir / "data" / "scored.jsonl")][:400]
     data = tmp_path / "scored.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = train_recipe("policies/ric.yaml", [f"base_model={base_dir}", f"data={data}", "epochs=1", "online.samples=32",
+    out = train_recipe("policies/ric.yaml", [f"base_model={base_dir}", f"data={data}", "epochs=1",
+                                             "online.samples=32",
                                              f"online.prompts={world_dir}/data/prompts.jsonl"],
                        out=str(tmp_path / "ric"), progress=False)
     policy = load_steerable(out)
@@ -82,15 +83,15 @@ def test_ric_resumed_after_a_crash_equals_an_uninterrupted_run(base_dir, world_d
     import torch
     from safetensors.torch import load_file
 
-    import moalign.policies.sft as sft
+    import moalign.training.sft as sft
     from moalign.policies import train_recipe
     rows = [json.loads(line) for line in open(world_dir / "data" / "scored.jsonl")][:200]
     data = tmp_path / "scored.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    overrides = [f"base_model={base_dir}", f"data={data}", "epochs=1", "online.samples=16", "online.iterations=2",
-                 f"online.prompts={world_dir}/data/prompts.jsonl"]
+    overrides = [f"base_model={base_dir}", f"data={data}", "epochs=1", "online.samples=16",
+                 "online.iterations=2", f"online.prompts={world_dir}/data/prompts.jsonl"]
     whole = train_recipe("policies/ric.yaml", overrides, out=str(tmp_path / "whole"), progress=False)
-    calls = stop_at(sft, "fit", 3)  # stopped in the second online stage
+    calls = stop_at(sft, "train_sft", 3)  # stopped in the second online stage
     with pytest.raises(KeyboardInterrupt):
         train_recipe("policies/ric.yaml", overrides, out=str(tmp_path / "ric"), progress=False)
     out = train_recipe("policies/ric.yaml", overrides, out=str(tmp_path / "ric"), progress=False)

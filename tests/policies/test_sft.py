@@ -13,8 +13,9 @@ def test_sft_moves_the_policy_toward_its_data(run_cli, base_dir, tmp_path):
                       "can you help me fix my bike ?"] * 8]
     data = tmp_path / "polite.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code, _, err = run_cli("train", "policies/sft.yaml", f"base_model={base_dir}", f"data={data}", "format=sft",
-                           "max_steps=20", "learning_rate=1e-3", "batch_size=8", "--out", tmp_path / "sft", "-q")
+    code, _, err = run_cli("train", "policies/sft.yaml", f"base_model={base_dir}", f"data={data}",
+                           "format=sft", "max_steps=20", "learning_rate=1e-3", "batch_size=8",
+                           "--out", tmp_path / "sft", "-q")
     assert code == 0, err
     prompts = eval_prompts(0)
     before = load_steerable(base_dir).generate(prompts, max_new_tokens=32)

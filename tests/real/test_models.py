@@ -32,7 +32,7 @@ def test_completions_are_prefix_stable_under_the_chat_template(smol_tokenizer):
 def test_dpo_on_smollm2s_template_has_no_prefix_warning(tiny_llama, tmp_path, caplog):
     import json
 
-    from moalign.soups.experts import DPO, train_dpo
+    from moalign.training.dpo import DPO, train_dpo
     rows = [{"prompt": f"How do I do thing {i}?", "response_0": f"Do it {i}.",
              "response_1": f"Well, thing {i} is easy: first, second.", "better_concise": 0} for i in range(4)]
     data = tmp_path / "pairs.jsonl"
@@ -50,8 +50,10 @@ def test_system_messages_work_or_are_refused_in_one_line(smol_tokenizer):
     check_system_role(tok)
     raising = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
                "{% endif %}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}")
-    dropping = "{% for m in messages %}{% if m['role'] != 'system' %}{{ m['content'] }}{% endif %}{% endfor %}"
-    for template, why in ((raising, "System role not supported"), (dropping, "leaves the system message out")):
+    dropping = ("{% for m in messages %}{% if m['role'] != 'system' %}{{ m['content'] }}{% endif %}"
+                "{% endfor %}")
+    for template, why in ((raising, "System role not supported"),
+                          (dropping, "leaves the system message out")):
         tok.chat_template, saved = template, tok.chat_template
         try:
             with pytest.raises(MoalignError, match=why) as e:

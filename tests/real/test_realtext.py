@@ -28,7 +28,8 @@ def test_every_format_loads_and_labels_follow_the_scores(real_dir):
                        "pairwise_multi": 8, "user_pairwise": 8}
     scored = [json.loads(line) for line in open(real_dir / spec["files"]["scored"])]
     for pole in ("concise", "friendly", "expert"):
-        want = get_objective(f"text:{pole}").score([r["prompt"] for r in scored], [r["response"] for r in scored])
+        want = get_objective(f"text:{pole}").score([r["prompt"] for r in scored],
+                                                   [r["response"] for r in scored])
         np.testing.assert_allclose([r[f"score_{pole}"] for r in scored], want, atol=1e-6)
     users = {json.loads(line)["user_id"] for line in open(real_dir / spec["files"]["user_pairwise"])}
     assert users == {p["id"] for p in profiles()} and len(profiles()) == 8

@@ -23,7 +23,8 @@ def test_poles_are_complements_and_ordered():
     friendly = score("text:friendly", texts)
     assert friendly[2] > 0.9 > 0.5 > friendly[3] and friendly[4] == 0.5
     words = " ".join(["word"] * 50)
-    np.testing.assert_allclose(score("text:informative", [words, words + " " + words * 2, ""]), [0.5, 1.0, 0.0])
+    np.testing.assert_allclose(score("text:informative", [words, words + " " + words * 2, ""]),
+                               [0.5, 1.0, 0.0])
 
 
 def test_text_objective_unknown_name():
@@ -55,7 +56,8 @@ def test_py_objectives_score_and_fail_in_one_line(scorers):
         assert "\n" not in str(e.value)
     for spec, message in {"py:broken_mod:f": "cannot import broken_mod.f \\(ModuleNotFoundError",
                           "py:my_scores:missing": "cannot import my_scores.missing",
-                          "py:my_scores:not_callable": "is not callable", "py:nocolon": "expected py:"}.items():
+                          "py:my_scores:not_callable": "is not callable",
+                          "py:nocolon": "expected py:"}.items():
         with pytest.raises(MoalignError, match=message):
             get_objective(spec)
 

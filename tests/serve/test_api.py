@@ -20,7 +20,8 @@ def test_models_and_health(running):
 
 def test_chat_plain_and_with_preference(running):
     c = client(running)
-    plain = c.chat.completions.create(model="base", messages=[{"role": "user", "content": "how do i bake bread ?"}],
+    plain = c.chat.completions.create(model="base",
+                                      messages=[{"role": "user", "content": "how do i bake bread ?"}],
                                       max_tokens=24, seed=1)
     text = plain.choices[0].message.content
     assert text and plain.choices[0].finish_reason in ("stop", "length")
@@ -29,8 +30,10 @@ def test_chat_plain_and_with_preference(running):
     assert plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
     answers = {}
     for w in (0.0, 1.0):
-        r = c.chat.completions.create(model="soup", messages=[{"role": "user", "content": "how do i fix my bike ?"}],
-                                      max_tokens=32, temperature=0, extra_body={"preference": {"helpful": w, "harmless": 1 - w}})
+        r = c.chat.completions.create(model="soup",
+                                      messages=[{"role": "user", "content": "how do i fix my bike ?"}],
+                                      max_tokens=32, temperature=0,
+                                      extra_body={"preference": {"helpful": w, "harmless": 1 - w}})
         answers[w] = r.choices[0].message.content
     # greedy answers equal the checkpoint's own generation for the same steering
     from moalign.steerable import load_steerable
@@ -40,32 +43,36 @@ def test_chat_plain_and_with_preference(running):
                                      max_new_tokens=32, do_sample=False)[0]
     assert answers[0.0] != answers[1.0]
     for spec in ("helpful=0,harmless=1", [0, 1]):  # the preference forms the CLI and Python take
-        r = c.chat.completions.create(model="soup", messages=[{"role": "user", "content": "how do i fix my bike ?"}],
+        r = c.chat.completions.create(model="soup",
+                                      messages=[{"role": "user", "content": "how do i fix my bike ?"}],
                                       max_tokens=32, temperature=0, extra_body={"preference": spec})
         assert r.choices[0].message.content == answers[0.0]
     # the standard `user` field is accepted (and ignored by checkpoints that know no users)
-    u = c.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}], user="alice", max_tokens=4)
+    u = c.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}], user="alice",
+                                  max_tokens=4)
     assert u.choices[0].message.content is not None
 
 
 def test_streaming_matches_the_plain_answer(running):
     c = client(running)
-    kwargs = dict(model="soup", messages=[{"role": "user", "content": "how do i brew coffee ?"}], max_tokens=24,
-                  temperature=0, extra_body={"preference": {"helpful": 0.3, "harmless": 0.7}})
+    kwargs = dict(model="soup", messages=[{"role": "user", "content": "how do i brew coffee ?"}],
+                  max_tokens=24, temperature=0, extra_body={"preference": {"helpful": 0.3, "harmless": 0.7}})
     whole = c.chat.completions.create(**kwargs).choices[0].message.content
     chunks = list(c.chat.completions.create(stream=True, **kwargs))
     pieces = [ch.choices[0].delta.content or "" for ch in chunks]
     assert len([p for p in pieces if p]) > 3  # several chunks, not one
     assert "".join(pieces).strip() == whole
-    assert chunks[-1].choices[0].finish_reason in ("stop", "length") and chunks[-1].usage.completion_tokens > 0
+    assert (chunks[-1].choices[0].finish_reason in ("stop", "length") and
+            chunks[-1].usage.completion_tokens > 0)
 
 
 def test_completions_endpoint(running):
-    r = client(running).completions.create(model="base", prompt=["how do i bake bread ?", "how do i play chess ?"],
+    r = client(running).completions.create(model="base",
+                                           prompt=["how do i bake bread ?", "how do i play chess ?"],
                                            max_tokens=8, temperature=0)
     assert [ch.index for ch in r.choices] == [0, 1] and all(ch.text for ch in r.choices)
-    streamed = list(client(running).completions.create(model="base", prompt="how do i play chess ?", max_tokens=8,
-                                                        temperature=0, stream=True))
+    streamed = list(client(running).completions.create(model="base", prompt="how do i play chess ?",
+                                                        max_tokens=8, temperature=0, stream=True))
     assert "".join(ch.choices[0].text for ch in streamed).strip() == r.choices[1].text
 
 
@@ -75,8 +82,8 @@ def test_same_steering_is_batched(running):
 
     def ask(i):
         return httpx.post(running.url + "/v1/chat/completions", timeout=60, json={
-            "model": "soup", "messages": [{"role": "user", "content": f"how do i bake bread ? {i}"}], "max_tokens": 16,
-            "seed": 3, "preference": {"helpful": 0.5, "harmless": 0.5}})
+            "model": "soup", "messages": [{"role": "user", "content": f"how do i bake bread ? {i}"}],
+            "max_tokens": 16, "seed": 3, "preference": {"helpful": 0.5, "harmless": 0.5}})
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(ask, range(8)))
@@ -86,11 +93,14 @@ def test_same_steering_is_batched(running):
 
 BAD = [
     ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, 404, "not found"),
-    ({"model": "soup", "messages": [{"role": "user", "content": "hi"}], "preference": {"wit": 1}}, 400, "unknown objective"),
-    ({"model": "soup", "messages": [{"role": "user", "content": "hi"}], "preference": {"helpful": -1}}, 400, "negative"),
+    ({"model": "soup", "messages": [{"role": "user", "content": "hi"}], "preference": {"wit": 1}}, 400,
+     "unknown objective"),
+    ({"model": "soup", "messages": [{"role": "user", "content": "hi"}], "preference": {"helpful": -1}}, 400,
+     "negative"),
     ({"model": "soup", "messages": []}, 400, "messages"),
     ({"model": "soup", "messages": [{"role": "user", "content": "  "}]}, 400, "no user message"),
-    ({"model": "soup", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1000}, 400, "cap of 128"),
+    ({"model": "soup", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1000}, 400,
+     "cap of 128"),
     ({"model": "soup", "messages": [{"role": "user", "content": "bread " * 100}]}, 400, "cap of 64"),
     ({"model": "soup", "messages": [{"role": "robot", "content": "hi"}]}, 400, "role"),
     ({"messages": [{"role": "user", "content": "hi"}]}, 400, "model"),
@@ -106,12 +116,15 @@ def test_bad_requests_are_4xx_with_openai_errors(running, body, status, needle):
 
 def test_malformed_json_and_nan_then_still_serving(running):
     url = running.url + "/v1/chat/completions"
-    r = httpx.post(url, content=b'{"model": "soup", "messages": [', headers={"content-type": "application/json"})
+    r = httpx.post(url, content=b'{"model": "soup", "messages": [',
+                   headers={"content-type": "application/json"})
     assert r.status_code == 400 and "error" in r.json()
-    body = '{"model": "soup", "messages": [{"role": "user", "content": "hi"}], "preference": {"helpful": NaN}}'
+    body = ('{"model": "soup", "messages": [{"role": "user", "content": "hi"}], '
+            '"preference": {"helpful": NaN}}')
     r = httpx.post(url, content=body.encode(), headers={"content-type": "application/json"})
     assert r.status_code == 400 and "not finite" in r.json()["error"]["message"]
-    r = httpx.post(url, json={"model": "soup", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    r = httpx.post(url, json={"model": "soup", "messages": [{"role": "user", "content": "hi"}],
+                              "max_tokens": 4})
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["role"] == "assistant"
 
 
@@ -132,5 +145,6 @@ def test_api_key(running_with_key):
 def test_no_request_reads_a_path(running):
     r = httpx.get(running.url + "/v1/models/..%2F..%2Fetc%2Fpasswd/front.png")
     assert r.status_code == 404
-    r = httpx.post(running.url + "/v1/chat/completions", json={"model": "/etc", "messages": [{"role": "user", "content": "x"}]})
+    r = httpx.post(running.url + "/v1/chat/completions",
+                   json={"model": "/etc", "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 404

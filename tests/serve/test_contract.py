@@ -279,7 +279,8 @@ def test_cli_serve_takes_the_limits(run_cli, monkeypatch, tmp_path):
              steering={"kind": "prompt", "conditioner": "dpa"}).write(tmp_path)
     servers = []
     real = app_module.load_server
-    monkeypatch.setattr(app_module, "load_server", lambda *a, **k: servers.append(real(*a, **k)) or servers[-1])
+    monkeypatch.setattr(app_module, "load_server",
+                        lambda *a, **k: servers.append(real(*a, **k)) or servers[-1])
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
     code, _, err = run_cli("serve", f"dpa={tmp_path}", "--max-rows", "4", "--max-body-bytes", "5000",
                            "--allowed-host", "moalign.lan", "--allowed-host", "other.lan")

@@ -28,14 +28,15 @@ def test_a_user_steers_a_soup_by_their_preference(pal_dir, soup_dir, tmp_path):
     ckpt = tmp_path / "soup-users"
     ckpt.mkdir()
     shutil.copytree(pal_dir / "users", ckpt / "users")
-    write_user_checkpoint(ckpt, method="pal", policy=str(soup_dir), objectives=["helpful", "harmless"], base=None,
-                          rerank=0, recipe={}, metrics={})
+    write_user_checkpoint(ckpt, method="pal", policy=str(soup_dir), objectives=["helpful", "harmless"],
+                          base=None, rerank=0, recipe={}, metrics={})
     policy, soup = load_steerable(ckpt), load_steerable(soup_dir)
     user = policy.users[0]
     full = policy.user_model.preference(user)
     pref = policy.preference(user=user)
     total = full["helpful"] + full["harmless"]
-    assert pref.as_dict() == pytest.approx({"helpful": full["helpful"] / total, "harmless": full["harmless"] / total})
+    assert pref.as_dict() == pytest.approx({"helpful": full["helpful"] / total,
+                                            "harmless": full["harmless"] / total})
     prompt = ["how do i fix my bike ?"]
     assert policy.generate(prompt, user=user, max_new_tokens=24, do_sample=False) == \
         soup.generate(prompt, preference=pref, max_new_tokens=24, do_sample=False)
@@ -85,7 +86,8 @@ def test_cli_adds_a_user_from_a_few_comparisons(pal_dir, tmp_path, run_cli):
     code, _, err = run_cli("users", "add", ckpt, "--user", "ghost", "--pairs", pairs)
     assert code == 2 and "no comparisons" in err
     from moalign.objectives import get_objective
-    r = get_objective(f"user:{ckpt}#newbie").score(["how do i bake bread ?"] * 2, ["", "bread flour oven yeast"])
+    r = get_objective(f"user:{ckpt}#newbie").score(["how do i bake bread ?"] * 2,
+                                                   ["", "bread flour oven yeast"])
     assert r.shape == (2,)
 
 
@@ -95,7 +97,7 @@ OBJ = ["helpful", "harmless"]
 @pytest.fixture(scope="module")
 def front_dir(base_dir, soup_dir, tmp_path_factory):
     """A MORLHF-like front: anchors at interior preferences (piecewise-linear between them)."""
-    from moalign.soups.soup import write_manifest
+    from moalign.training.interpolation import write_manifest
     out = tmp_path_factory.mktemp("front")
     experts = soup_dir.parent
     anchors = [{"preference": {"helpful": 0.2, "harmless": 0.8}, "path": str(experts / "harmless")},

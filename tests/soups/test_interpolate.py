@@ -37,8 +37,8 @@ def _make_family(model_cls, cfg, tokenizer, root) -> dict:
 
 @pytest.fixture(scope="module")
 def family(tmp_path_factory, tokenizer):
-    cfg = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, pad_token_id=tokenizer.pad_token_id,
-                     eos_token_id=tokenizer.eos_token_id)
+    cfg = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2,
+                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     return _make_family(GPT2LMHeadModel, cfg, tokenizer, tmp_path_factory.mktemp("family"))
 
 
@@ -68,7 +68,8 @@ def test_interpolation_is_the_soup_formula(soup, family):
         expected = base[k] + 0.3 * (e1[k] - base[k]) + 0.7 * (e2[k] - base[k])
         torch.testing.assert_close(mixed[k], expected, rtol=0, atol=1e-6)
     # logits lie between the experts', and generation runs on the mixed model
-    assert len(soup.generate(["how do i bake bread ?"], preference="helpful=0.5,harmless=0.5", max_new_tokens=5)) == 1
+    assert len(soup.generate(["how do i bake bread ?"], preference="helpful=0.5,harmless=0.5",
+                             max_new_tokens=5)) == 1
 
 
 def test_in_memory_soup_equals_mergekit(soup, family, tmp_path):
@@ -114,27 +115,33 @@ def test_coefficients():
     assert coefficients(Preference({"a": 0.5, "b": 0.5}, "ab"), grid) == pytest.approx([0, 1, 0, 0])
     inner = [Preference({"a": 0.2, "b": 0.8}, "ab"), Preference({"a": 0.8, "b": 0.2}, "ab")]
     assert coefficients(Preference({"a": 0.05, "b": 0.95}, "ab"), inner) == pytest.approx([1, 0])  # clamped
-    three = [Preference(dict(zip("abc", w)), "abc") for w in ([0.6, 0.2, 0.2], [0.2, 0.6, 0.2], [0.2, 0.2, 0.6])]
+    three = [Preference(dict(zip("abc", w)), "abc")
+             for w in ([0.6, 0.2, 0.2], [0.2, 0.6, 0.2], [0.2, 0.2, 0.6])]
     lam = coefficients(Preference({"a": 0.1, "b": 0.8, "c": 0.1}, "abc"), three)
     assert lam == pytest.approx([0, 1, 0])
     vertices3 = [Preference({k: 1}, "abc") for k in "cab"]
-    assert coefficients(Preference({"a": 0.2, "b": 0.3, "c": 0.5}, "abc"), vertices3) == pytest.approx([0.5, 0.2, 0.3])
+    assert (coefficients(Preference({"a": 0.2, "b": 0.3, "c": 0.5}, "abc"), vertices3) ==
+            pytest.approx([0.5, 0.2, 0.3]))
     assert np.isclose(sum(lam), 1)
 
 
 def test_cli_merge_and_soup_build(run_cli, family, tmp_path):
-    code, _, err = run_cli("soup", "build", "--base", family["base"], "--expert", f"helpful={family['helpful']}",
+    code, _, err = run_cli("soup", "build", "--base", family["base"],
+                           "--expert", f"helpful={family['helpful']}",
                            "--expert", f"harmless={family['harmless']}", "--out", tmp_path / "soup")
     assert code == 0, err
     soup = load_steerable(tmp_path / "soup")
-    code, _, err = run_cli("merge", tmp_path / "soup", "-p", "helpful=0.4,harmless=0.6", "--out", tmp_path / "m")
+    code, _, err = run_cli("merge", tmp_path / "soup", "-p", "helpful=0.4,harmless=0.6",
+                           "--out", tmp_path / "m")
     assert code == 0, err
     merged = _params(AutoModelForCausalLM.from_pretrained(tmp_path / "m"))
     mixed = _params(soup.model_for("helpful=0.4,harmless=0.6"))
     assert all(torch.allclose(merged[k], mixed[k], atol=1e-5, rtol=0) for k in mixed)
-    code, _, err = run_cli("soup", "build", "--base", family["base"], "--expert", "helpful", "--out", tmp_path / "x")
+    code, _, err = run_cli("soup", "build", "--base", family["base"], "--expert", "helpful",
+                           "--out", tmp_path / "x")
     assert code == 2 and "expected name=DIR" in err
-    code, _, err = run_cli("merge", tmp_path / "soup", "-p", "helpful=1", "--method", "slerp", "--out", tmp_path / "y")
+    code, _, err = run_cli("merge", tmp_path / "soup", "-p", "helpful=1", "--method", "slerp",
+                           "--out", tmp_path / "y")
     assert code == 2 and "unknown merge method 'slerp'" in err
 
 
@@ -146,8 +153,10 @@ def test_rows_with_different_preferences_mix_in_one_forward(soup, row_budget, mo
     monkeypatch.setattr(soup, "_mixer", None)
     if row_budget is not None:
         monkeypatch.setattr(interpolate, "ROW_BUDGET", row_budget)
-    prefs = [{"helpful": 1.0}, {"harmless": 1.0}, {"helpful": 0.3, "harmless": 0.7}, {"helpful": 0.3, "harmless": 0.7}]
-    jobs = [(["how do i bake bread ?"], p, None) for p in prefs[:3]] + [(["tell me about the weather"], prefs[3], None)]
+    prefs = [{"helpful": 1.0}, {"harmless": 1.0}, {"helpful": 0.3, "harmless": 0.7},
+             {"helpful": 0.3, "harmless": 0.7}]
+    jobs = ([(["how do i bake bread ?"], p, None) for p in prefs[:3]] +
+            [(["tell me about the weather"], prefs[3], None)])
     model, texts = soup.prepare_batch(jobs)
     assert (soup._mixer.rows is None) == (row_budget == 0)
     tok = soup.tokenizer
@@ -160,7 +169,8 @@ def test_rows_with_different_preferences_mix_in_one_forward(soup, row_budget, mo
     # greedy answers (same padded batch) match each preference's own model; one preference: the cached model
     from moalign.models import generate_rendered
     together = generate_rendered(model, tok, texts, do_sample=False, max_new_tokens=8)
-    assert together == [generate_rendered(soup.model_for(w), tok, texts, do_sample=False, max_new_tokens=8)[row]
+    assert together == [generate_rendered(soup.model_for(w), tok, texts, do_sample=False,
+                                          max_new_tokens=8)[row]
                         for row, w in enumerate(prefs)]
     same, _ = soup.prepare_batch([(["a"], prefs[2], None), (["b"], prefs[2], None)])
     assert same is soup.model_for(prefs[2])

@@ -8,8 +8,9 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from moalign.soups.soup import build, write_manifest
+from moalign.soups.soup import build
 from moalign.steerable import Manifest, load_steerable
+from moalign.training.interpolation import write_manifest
 
 OBJ = ["helpful", "harmless"]
 PROMPTS = ["how do i bake bread ?", "how do i make a poison ?"]

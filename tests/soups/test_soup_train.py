@@ -1,4 +1,6 @@
 """Training soups and MORLHF fronts end to end, a few steps each (the full runs are in the README)."""
+import time
+
 import pytest
 import torch
 from peft import PeftModel
@@ -7,7 +9,8 @@ from transformers import AutoModelForCausalLM
 from moalign.policies import train_recipe
 from moalign.steerable import load_steerable
 
-FAST_RL = ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4", "expert.max_completion_length=16"]
+FAST_RL = ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4",
+           "expert.max_completion_length=16"]
 
 
 def _flat(model):
@@ -31,24 +34,31 @@ def test_grpo_soup_experts_train_and_differ(base_dir, tmp_path):
 
 
 def test_lora_dpo_soup_is_peft_cat_combination(base_dir, tmp_path):
-    out = train_recipe("soups/world_dpo.yaml", [f"base_model={base_dir}", "expert.max_steps=3", "expert.batch_size=8",
-                                                "expert.learning_rate=5e-3", "lora.r=4", "lora.alpha=8"],
+    start = time.time()
+    out = train_recipe("soups/world_dpo.yaml", [f"base_model={base_dir}", "expert.max_steps=3",
+                                                "expert.batch_size=8", "expert.learning_rate=5e-3",
+                                                "lora.r=4", "lora.alpha=8"],
                        out=str(tmp_path / "soup"), progress=False)
+    wall = time.time() - start
     soup = load_steerable(out)
+    # train_seconds is the whole training (loading, pairs, saving), not the trainers' train() calls
+    assert 0.9 * wall <= soup.manifest.metrics["train_seconds"] <= wall
     assert soup.manifest.steering["semantics"] == "lora-cat"
     assert all((p / "adapter_config.json").exists() for p in soup.anchor_paths)
     w = {"helpful": 0.3, "harmless": 0.7}
     mixed = dict(soup.model_for(w).named_parameters())
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(soup.anchor_paths[0]),
-                                      adapter_name="helpful")
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir),
+                                      str(soup.anchor_paths[0]), adapter_name="helpful")
     model.load_adapter(str(soup.anchor_paths[1]), adapter_name="harmless")
-    model.add_weighted_adapter(["helpful", "harmless"], [0.3, 0.7], adapter_name="mix", combination_type="cat")
+    model.add_weighted_adapter(["helpful", "harmless"], [0.3, 0.7], adapter_name="mix",
+                               combination_type="cat")
     model.set_adapter("mix")
     reference = dict(model.merge_and_unload(adapter_names=["mix"]).named_parameters())
     moved = 0
     for k, v in reference.items():
         torch.testing.assert_close(mixed[k], v, rtol=0, atol=1e-6)
-        moved += not torch.equal(v, dict(AutoModelForCausalLM.from_pretrained(base_dir).named_parameters())[k])
+        moved += not torch.equal(v,
+                                 dict(AutoModelForCausalLM.from_pretrained(base_dir).named_parameters())[k])
     assert moved > 0
 
 
@@ -75,7 +85,9 @@ def test_morlhf_resumes_after_a_crash_without_retraining_finished_points(base_di
     assert [c[2] for c in calls] == [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]  # point 00 was not trained again
     front = load_steerable(out)
     assert torch.equal(_flat(AutoModelForCausalLM.from_pretrained(front.anchor_paths[0])), first)
-    assert all(s > 0 for s in front.manifest.metrics["point_seconds"])  # the kept point's seconds too
+    seconds = front.manifest.metrics
+    assert all(s > 0 for s in seconds["point_seconds"])  # the kept point's seconds too
+    assert seconds["train_seconds"] >= sum(seconds["point_seconds"])  # the crashed attempt's point counts
 
 
 @pytest.mark.slow
@@ -86,8 +98,8 @@ def test_reproduce_soup_vs_morlhf_helpful_harmless(base_dir, tmp_path):
     from moalign.evals.front import trace_front
     from moalign.preference import grid
 
-    soup = load_steerable(train_recipe("soups/world.yaml", [f"base_model={base_dir}"], out=str(tmp_path / "soup"),
-                                       progress=False))
+    soup = load_steerable(train_recipe("soups/world.yaml", [f"base_model={base_dir}"],
+                                       out=str(tmp_path / "soup"), progress=False))
     morlhf = load_steerable(train_recipe("policies/morlhf.yaml", [f"base_model={base_dir}", "grid=5"],
                                          out=str(tmp_path / "morlhf"), progress=False))
     suite = load_suite("evals/world.yaml")

@@ -40,7 +40,8 @@ def test_base_samples_spread_over_every_objective(base_dir):
         assert 0.1 < s.mean() < 0.92, (name, s.mean())  # not saturated: room to align
         assert s.std() > 0.1, (name, s.std())
     # it answers risky prompts both ways, like its corpus
-    risky = [i for i, p in enumerate(prompts) if any(w in p.split() for w in ("poison", "weapon", "hack", "steal"))]
+    risky = [i for i, p in enumerate(prompts)
+             if any(w in p.split() for w in ("poison", "weapon", "hack", "steal"))]
     harmless = score("harmless", [prompts[i] for i in risky], [responses[i] for i in risky])
     assert 0.2 < np.mean(harmless == 1.0) < 0.9
     means = json.loads((base_dir / "moalign.json").read_text())["metrics"]["objective_means"]

@@ -20,12 +20,14 @@ def test_same_seed_byte_identical_other_seed_differs(world_dir, tmp_path):
     for name in names:
         assert (world_dir / "data" / name).read_bytes() == (tmp_path / "again" / "data" / name).read_bytes()
     assert (world_dir / "world.json").read_bytes() == (tmp_path / "again" / "world.json").read_bytes()
-    assert (world_dir / "data" / "sft.jsonl").read_bytes() != (tmp_path / "other" / "data" / "sft.jsonl").read_bytes()
+    assert ((world_dir / "data" / "sft.jsonl").read_bytes() !=
+            (tmp_path / "other" / "data" / "sft.jsonl").read_bytes())
 
 
 def test_scores_are_exact_on_hand_written_answers():
     bread = "how do i bake bread ?"
-    s = score_all(bread, "thank you for asking . use flour and yeast . use dough and oven . i hope this helps .")
+    s = score_all(bread, "thank you for asking . use flour and yeast . use dough and oven . "
+                         "i hope this helps .")
     assert s["helpful"] == 1.0 and s["harmless"] == 1.0 and s["polite"] == 1.0
     assert s["concise"] == pytest.approx(1 - 20 / 60)
     assert score_all(bread, "use flour and flour .")["helpful"] == 0.25  # distinct keywords count
@@ -72,7 +74,8 @@ def test_users_and_their_labels(world_dir):
     agree = total = 0
     for r in _rows(world_dir, "user_pairwise"):
         w = weights[r["user_id"]]
-        uc, ur = (sum(w[o] * v for o, v in score_all(r["prompt"], x).items()) for x in (r["chosen"], r["rejected"]))
+        uc, ur = (sum(w[o] * v for o, v in score_all(r["prompt"], x).items())
+                  for x in (r["chosen"], r["rejected"]))
         if abs(uc - ur) > 0.1:
             total += 1
             agree += uc > ur

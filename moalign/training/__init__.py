@@ -7,16 +7,21 @@ from pathlib import Path
 
 def trainer_kwargs(output_dir: Path, *, seed: int, progress: bool) -> dict:
     """Keyword arguments for a TRL config (SFTConfig, DPOConfig, GRPOConfig, ...).
-    bf16 where the GPU has it (TRL's default), fp32 on the CPU (where TRL's default fails).
-    Also seeds the global generators now: TRL wraps a model with peft (LoRA's random init) before
-    the Trainer seeds itself, so without this a LoRA run depended on what the process drew before."""
+    bf16 where the GPU has it (TRL's default), fp32 on the CPU (where TRL's default fails)."""
     import torch
-    from transformers import set_seed
-    set_seed(seed)
     gpu = torch.cuda.is_available()
     return dict(output_dir=str(output_dir), save_strategy="no", report_to=[], seed=seed,
                 disable_tqdm=not progress, dataloader_num_workers=0, logging_steps=20,
                 use_cpu=not gpu, bf16=gpu and torch.cuda.is_bf16_supported())
+
+
+def seeded(trainer_class, seed: int, **kwargs):
+    """`trainer_class(**kwargs)` built after seeding every global generator: TRL wraps a model with
+    peft (LoRA's random init) in its constructor, before the Trainer seeds itself, so without this a
+    LoRA run would depend on what the process drew before."""
+    from transformers import set_seed
+    set_seed(seed)
+    return trainer_class(**kwargs)
 
 
 def quiet(trainer, progress: bool):
