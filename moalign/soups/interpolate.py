@@ -22,6 +22,7 @@ sum_i w_i (theta_0 + s_i B_i A_i), peft's "cat" combination, recorded as such in
 from __future__ import annotations
 
 import copy
+import json
 import sys
 import threading
 from collections import OrderedDict
@@ -254,6 +255,75 @@ class RowMixer:
                          for module, _, _, params in self.modules}
 
 
+def adapters_base(paths: list[Path]) -> str | None:
+    """The one base that every anchor is a LoRA adapter over (None if an anchor is a full model or
+    they have different bases)."""
+    bases = set()
+    for p in paths:
+        config = Path(p) / "adapter_config.json"
+        if not config.is_file():
+            return None
+        base = json.loads(config.read_text()).get("base_model_name_or_path") or ""
+        bases.add(str(Path(base).resolve()) if Path(base).exists() else base)
+    return bases.pop() if len(bases) == 1 and "" not in bases else None
+
+
+class LoraRowMixer:
+    """Per-row mixing of LoRA anchors over one base (a `lora-cat` soup, MORLHF or MODPO front): each
+    adapted layer computes base(x) + sum_a lambda_row,a s_a B_a A_a x, which is theta_0 + sum_a
+    lambda_a s_a B_a A_a (peft's "cat" mixture) row by row. The base layer runs once for every row,
+    as in the plain model, and the adapters add low-rank products: on a model whose rows x
+    parameters exceed RowMixer's budget (SmolLM2: 135M parameters), RowMixer would run every
+    module once per anchor."""
+
+    def __init__(self, base: str, adapters: list[Path]):
+        from peft import PeftModel
+        from peft.tuners.lora import LoraLayer
+
+        from moalign.device import place
+
+        names = [f"anchor{i}" for i in range(len(adapters))]
+        model = PeftModel.from_pretrained(load_causal_lm(base), str(adapters[0]), adapter_name=names[0])
+        for name, path in zip(names[1:], adapters[1:]):
+            model.load_adapter(str(path), adapter_name=name)
+        self.model = place(model)  # the adapters too (peft keeps them in float32 otherwise)
+        self.coef: torch.Tensor | None = None
+        self._layers: list[dict] = []
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer):
+                module.forward = self._forward(module, names)
+
+    def _forward(self, layer, names: list[str]):
+        """base(x) + ((x A^T) * per-row scales) B^T with every anchor's A stacked (rank sum R, in),
+        its B side by side (out, R): two small matmuls a layer however many anchors there are."""
+        parts = [(a, layer.lora_A[n].weight, layer.lora_B[n].weight, layer.scaling[n])
+                 for a, n in enumerate(names) if n in layer.lora_A]
+        stacked_a = torch.cat([w for _, w, _, _ in parts]).detach()
+        stacked_b = torch.cat([w for _, _, w, _ in parts], dim=1).detach()
+        index = torch.tensor([a for a, w, _, _ in parts for _ in range(w.shape[0])], device=stacked_a.device)
+        scale = torch.tensor([s for _, w, _, s in parts for _ in range(w.shape[0])], dtype=stacked_a.dtype,
+                             device=stacked_a.device)
+        entry = {"index": index, "scale": scale, "rows": None}
+        self._layers.append(entry)
+
+        def mixed(x, *args, **kwargs):
+            y = layer.base_layer(x, *args, **kwargs)
+            rows = entry["rows"]
+            if rows is None:
+                raise MoalignError("LoraRowMixer: set the rows' coefficients first (LoraRowMixer.set)")
+            low = torch.matmul(x.to(stacked_a.dtype), stacked_a.t())
+            low = low * rows.view((rows.shape[0],) + (1,) * (low.dim() - 2) + (rows.shape[1],))
+            return y + torch.matmul(low, stacked_b.t()).to(y.dtype)
+
+        return mixed
+
+    def set(self, coef: np.ndarray) -> None:
+        """Per-row anchor coefficients (rows, anchors), each row on the simplex."""
+        self.coef = torch.as_tensor(np.asarray(coef, dtype=np.float32)).to(self.model.device)
+        for entry in self._layers:  # each row's weight on each rank-1 component: lambda_a s_a
+            entry["rows"] = (self.coef[:, entry["index"]] * entry["scale"]).to(self.model.dtype)
+
+
 class InterpolationPolicy(SteerablePolicy):
     """theta(w) mixed from the anchors in memory, cached per preference."""
 
@@ -273,7 +343,7 @@ class InterpolationPolicy(SteerablePolicy):
         self._cache: OrderedDict = OrderedDict()
         self._evicted: list[tuple] = []  # (model, its buffer) out of the cache, until reused or dropped
         self._lock = threading.Lock()
-        self._mixer: RowMixer | None = None
+        self._mixer: RowMixer | LoraRowMixer | None = None
 
     def _resolve(self, p: str) -> Path:
         q = Path(p)
@@ -306,8 +376,11 @@ class InterpolationPolicy(SteerablePolicy):
             return super().prepare_batch(jobs)
         texts = [t for prompts, pref, user in jobs for t in self.render(prompts, pref, user)]
         with self._lock:
-            self._load()
-            if self._mixer is None:
+            base = self._mixer is None and adapters_base(self.anchor_paths)
+            if base:
+                self._mixer = LoraRowMixer(base, self.anchor_paths)
+            elif self._mixer is None:
+                self._load()
                 self._mixer = RowMixer(self._skeleton, self._flat)
         self._mixer.set(np.array([lam for (prompts, _, _), lam in zip(jobs, lams) for _ in prompts]))
         return self._mixer.model, texts
