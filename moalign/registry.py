@@ -69,7 +69,7 @@ REGISTRY: tuple[Method, ...] = (
            "one reward per objective and prompts (RL experts), or `pairwise_multi` labels (DPO experts)",
            "you want the cheapest full front: N trainings for N objectives, and an in-memory switch per "
            "preference",
-           default=True, suite=_specs, demo=["expert.steps=80"],
+           default=True, suite=_specs, demo=["rl.steps=80"],
            claim=("HV >= 0.9x MORLHF's with one run per objective", _claim("hv_vs_morlhf", 0.9))),
     Method("morlhf", "moalign.policies.morlhf", "policies/morlhf.yaml",
            "interpolation (grid points; nearest with 3+ objectives)", "one reward per objective and prompts",

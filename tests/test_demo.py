@@ -6,8 +6,8 @@ from moalign import registry
 from moalign.evals.pareto import hypervolume
 
 FAST = {"sft": ["max_steps=3"],
-        "soup": ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4",
-                 "expert.max_completion_length=16"],
+        "soup": ["rl.steps=2", "rl.batch_size=16", "rl.num_generations=4",
+                 "rl.max_completion_length=16"],
         "morlhf": ["grid=1", "rl.steps=2", "rl.batch_size=16", "rl.num_generations=4",
                    "rl.max_completion_length=16"],
         "modpo": ["grid=1", "max_steps=2", "objectives.helpful=world:helpful"],

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
@@ -25,8 +24,6 @@ from moalign.training.interpolation import anchors_at_vertices, write_manifest
 from moalign.training.lora import Lora
 from moalign.training.rl import RL, train_rl
 
-Algorithm = Annotated[Union[RL, DPO], Field(discriminator="algorithm")]
-
 
 class Config(Strict):
     base_model: str = Field("world:base", description="shared init: `world:base`, a local HF directory, or "
@@ -34,12 +31,30 @@ class Config(Strict):
     objectives: dict[str, str] = Field(min_length=1, description="name -> objective spec, one expert each: "
                                                                  "an RL expert's reward; DPO experts use "
                                                                  "the name only (`better_<name>` labels)")
-    expert: Algorithm = Field(RL(), description="how each expert is trained: RL, or DPO with "
-                                                "`expert.algorithm: dpo`")
+    rl: RL | None = Field(None, description="RL experts, each on its objective's reward (the default "
+                                            "when `dpo` is not given)")
+    dpo: DPO | None = Field(None, description="DPO experts instead, each on its objective's "
+                                              "`better_<name>` labels")
     lora: Lora | None = Field(None, description="LoRA adapters instead of full fine-tuning (mixed as merged "
                                                 "weights)")
     seed: Seed = Field(0, description="training seed, the same for every expert")
     out: str = Field("runs/soup", description="output directory when `--out` is not given")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spelling(cls, data):
+        if isinstance(data, dict) and "expert" in data:
+            raise ValueError("expert: now `rl:` for RL experts (e.g. rl: {steps: 150}) or `dpo:` for DPO "
+                             "experts (e.g. dpo: {data: world:pairwise_multi})")
+        return data
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        if self.rl is not None and self.dpo is not None:
+            raise ValueError("rl, dpo: give one of them (every expert is trained the same way)")
+        if self.dpo is None and self.rl is None:
+            self.rl = RL()
+        return self
 
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
@@ -51,22 +66,22 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     base = base_path(cfg.base_model)
     names = list(cfg.objectives)
     # every DPO expert's pairs, checked before the first expert trains
-    pairs = {} if isinstance(cfg.expert, RL) else dpo_pairs(cfg.expert, names)
+    pairs = {} if cfg.dpo is None else dpo_pairs(cfg.dpo, names)
     seconds: dict[str, float] = {}
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         for i, name in enumerate(names):
             if progress:
                 print(f"expert {i + 1}/{len(names)}: {name}")
             target = tmp / "experts" / name
-            if isinstance(cfg.expert, RL):
+            if cfg.dpo is None:
                 seconds[name] = step(target,
-                                     lambda: train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.expert,
+                                     lambda: train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.rl,
                                                       target, lora=cfg.lora, seed=cfg.seed,
                                                       progress=progress),
                                      watch)
             else:
                 seconds[name] = step(target,
-                                     lambda: train_dpo(base, name, cfg.expert, target, lora=cfg.lora,
+                                     lambda: train_dpo(base, name, cfg.dpo, target, lora=cfg.lora,
                                                        seed=cfg.seed, progress=progress, pairs=pairs[name]),
                                      watch)
         paths = {n: f"experts/{n}" for n in names}

@@ -16,12 +16,12 @@ def train(recipe, overrides, out):
 def test_soup_dpo_experts_on_hh_rlhf_pairwise_files(hh, base_dir, tmp_path):
     """One pairwise file per objective; each expert's train_log.json records its 2 steps."""
     files = json.dumps({k: str(v) for k, v in hh.items()})
-    fast = [f"base_model={base_dir}", "expert.max_steps=2", "expert.batch_size=4"]
-    out = train("soups/world_dpo.yaml", [*fast, f"expert.data={files}"], tmp_path / "soup")
+    fast = [f"base_model={base_dir}", "dpo.max_steps=2", "dpo.batch_size=4"]
+    out = train("soups/world_dpo.yaml", [*fast, f"dpo.data={files}"], tmp_path / "soup")
     for name in ("helpful", "harmless"):
         assert json.loads((out / "experts" / name / "train_log.json").read_text()), name
     with pytest.raises(MoalignError, match="holds one objective's pairs"):
-        train("soups/world_dpo.yaml", [f"base_model={base_dir}", f"expert.data={hh['helpful']}"],
+        train("soups/world_dpo.yaml", [f"base_model={base_dir}", f"dpo.data={hh['helpful']}"],
               tmp_path / "one")
 
 
@@ -43,8 +43,8 @@ def test_soup_checks_every_experts_labels_before_training(pku, base_dir, tmp_pat
     bad = jsonl(tmp_path / "bad.jsonl", rows)
     monkeypatch.setattr(soup, "train_dpo", lambda *a, **k: pytest.fail("an expert trained before the check"))
     with pytest.raises(MoalignError) as info:
-        train("soups/world_dpo.yaml", [f"base_model={base_dir}", f"expert.data={bad}",
-                                       f"expert.columns={PKU_COLUMNS}"], tmp_path / "s")
+        train("soups/world_dpo.yaml", [f"base_model={base_dir}", f"dpo.data={bad}",
+                                       f"dpo.columns={PKU_COLUMNS}"], tmp_path / "s")
     assert f"{bad}: row 12, column 'safer_response_id' (moalign's 'better_harmless') is 2" in str(info.value)
 
 
@@ -73,5 +73,5 @@ def test_reward_model_and_sft_take_the_same_pairwise_files(hh, ultrafeedback, ba
 def test_a_file_per_objective_names_every_objective(hh, base_dir, tmp_path):
     with pytest.raises(MoalignError,
                        match=r"give one file per objective \(helpful, harmless\); missing harmless"):
-        train("soups/world_dpo.yaml", [f"base_model={base_dir}", f"expert.data={{helpful: {hh['helpful']}}}"],
+        train("soups/world_dpo.yaml", [f"base_model={base_dir}", f"dpo.data={{helpful: {hh['helpful']}}}"],
               tmp_path / "soup")

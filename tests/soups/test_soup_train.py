@@ -9,8 +9,8 @@ from transformers import AutoModelForCausalLM
 from moalign.policies import train_recipe
 from moalign.steerable import load_steerable
 
-FAST_RL = ["expert.steps=2", "expert.batch_size=16", "expert.num_generations=4",
-           "expert.max_completion_length=16"]
+FAST_RL = ["rl.steps=2", "rl.batch_size=16", "rl.num_generations=4",
+           "rl.max_completion_length=16"]
 
 
 def _flat(model):
@@ -18,7 +18,7 @@ def _flat(model):
 
 
 def test_grpo_soup_experts_train_and_differ(base_dir, tmp_path):
-    out = train_recipe("soups/world.yaml", [f"base_model={base_dir}", *FAST_RL, "expert.learning_rate=1e-3"],
+    out = train_recipe("soups/world.yaml", [f"base_model={base_dir}", *FAST_RL, "rl.learning_rate=1e-3"],
                        out=str(tmp_path / "soup"), progress=False)
     soup = load_steerable(out)
     assert soup.kind == "interpolation" and soup.objectives == ["helpful", "harmless"]
@@ -35,8 +35,8 @@ def test_grpo_soup_experts_train_and_differ(base_dir, tmp_path):
 
 def test_lora_dpo_soup_is_peft_cat_combination(base_dir, tmp_path):
     start = time.time()
-    out = train_recipe("soups/world_dpo.yaml", [f"base_model={base_dir}", "expert.max_steps=3",
-                                                "expert.batch_size=8", "expert.learning_rate=5e-3",
+    out = train_recipe("soups/world_dpo.yaml", [f"base_model={base_dir}", "dpo.max_steps=3",
+                                                "dpo.batch_size=8", "dpo.learning_rate=5e-3",
                                                 "lora.r=4", "lora.alpha=8"],
                        out=str(tmp_path / "soup"), progress=False)
     wall = time.time() - start
@@ -63,7 +63,7 @@ def test_lora_dpo_soup_is_peft_cat_combination(base_dir, tmp_path):
 
 
 def test_morlhf_front_interpolates_between_trained_points(base_dir, tmp_path):
-    overrides = [f"base_model={base_dir}", "grid=2"] + [o.replace("expert.", "rl.") for o in FAST_RL]
+    overrides = [f"base_model={base_dir}", "grid=2"] + FAST_RL
     out = train_recipe("policies/morlhf.yaml", overrides, out=str(tmp_path / "morlhf"), progress=False)
     front = load_steerable(out)
     assert [a.as_dict()["helpful"] for a in front.anchor_prefs] == pytest.approx([0.0, 0.5, 1.0])
@@ -77,7 +77,7 @@ def test_morlhf_front_interpolates_between_trained_points(base_dir, tmp_path):
 def test_morlhf_resumes_after_a_crash_without_retraining_finished_points(base_dir, tmp_path, stop_at):
     import moalign.policies.morlhf as morlhf
     calls = stop_at(morlhf, "train_rl", 2)  # the user stops the second point
-    overrides = [f"base_model={base_dir}", "grid=1"] + [o.replace("expert.", "rl.") for o in FAST_RL]
+    overrides = [f"base_model={base_dir}", "grid=1"] + FAST_RL
     with pytest.raises(KeyboardInterrupt):
         train_recipe("policies/morlhf.yaml", overrides, out=str(tmp_path / "m"), progress=False)
     first = _flat(AutoModelForCausalLM.from_pretrained(tmp_path / ".m.partial" / "points" / "00"))
