@@ -111,7 +111,8 @@ def table(fronts: list[dict]) -> list[dict]:
     by = {f["method"]: f for f in fronts}
     rows = []
     for f in fronts:
-        train = f["compute"].get("train_seconds")
+        # the base's own training (the world base's SFT) is not a method's cost
+        train = None if f["method"] == "base" else f["compute"].get("train_seconds")
         best = max(f["points"], key=lambda p: sum(p["scores"].values()))
         row = {"method": f["method"], "points": len(f["points"]), "pareto_points": len(f["pareto_indices"]),
                "hypervolume": round(f["hypervolume"], 4), "best_scores": best["scores"],

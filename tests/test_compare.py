@@ -42,6 +42,8 @@ def test_rows_carry_ratios_and_whether_each_claim_held():
     assert rows["clp"]["hv_vs_soup"] == pytest.approx(1.053) and rows["clp"]["claim_held"] is True
     assert "claim" not in rows["morlhf"] and {m.name for m in REGISTRY if m.claim} == {
         "soup", "modpo", "ric", "dpa", "clp"}
+    base = table([front("base", 0.3, 1128), front("morlhf", 0.8, 600)])[0]
+    assert base["train_seconds"] is None and "train_vs_morlhf" not in base  # its SFT is no method's cost
     # without MORLHF there is nothing to compare with
     assert table([front("modpo", 0.78, 300)])[0]["claim_held"] is None
 
