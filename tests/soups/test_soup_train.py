@@ -87,7 +87,8 @@ def test_morlhf_resumes_after_a_crash_without_retraining_finished_points(base_di
     assert torch.equal(_flat(AutoModelForCausalLM.from_pretrained(front.anchor_paths[0])), first)
     seconds = front.manifest.metrics
     assert all(s > 0 for s in seconds["point_seconds"])  # the kept point's seconds too
-    assert seconds["train_seconds"] >= sum(seconds["point_seconds"])  # the crashed attempt's point counts
+    # the crashed attempt's kept point counts (each number rounded to 0.01 s)
+    assert seconds["train_seconds"] >= sum(seconds["point_seconds"]) - 0.02
 
 
 @pytest.mark.slow
