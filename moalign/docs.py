@@ -92,10 +92,10 @@ def pages() -> dict[Path, str]:
 
 
 def main() -> int:
-    changed = [p for p, text in pages().items() if p.read_text() != text]
-    for p in changed:
-        p.write_text(pages()[p])
-        print(f"rewrote {p}")
+    for p, text in pages().items():
+        if p.read_text() != text:
+            p.write_text(text)
+            print(f"rewrote {p}")
     return 0
 
 

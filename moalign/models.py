@@ -69,6 +69,19 @@ def load_causal_lm(path: str | os.PathLike, dtype: torch.dtype | None = None, tr
     return place(model)
 
 
+def load_with_adapters(base: str, adapters: dict[str, str | os.PathLike]):
+    """`base` with several peft LoRA adapters loaded by name, placed by the device policy (the
+    adapters too: peft keeps them in float32 otherwise)."""
+    from peft import PeftModel
+
+    from moalign.device import place
+    (first, path), *rest = adapters.items()
+    model = PeftModel.from_pretrained(load_causal_lm(base), str(path), adapter_name=first)
+    for name, path in rest:
+        model.load_adapter(str(path), adapter_name=name)
+    return place(model)
+
+
 _SENTINEL = "moalign-system-check"
 
 

@@ -101,19 +101,11 @@ class ParameterPolicy(SteerablePolicy):
     @property
     def model(self):
         if self._model is None:
-            from peft import PeftModel
-
-            from moalign.models import load_causal_lm
-            steering = self.manifest.steering
-            names = adapter_names(steering)
-            model = PeftModel.from_pretrained(load_causal_lm(self.base_path),
-                                              str(self.path / "adapters" / names[0]),
-                                              adapter_name=names[0])
-            for name in names[1:]:
-                model.load_adapter(str(self.path / "adapters" / name), adapter_name=name)
+            from moalign.models import load_with_adapters
+            names = adapter_names(self.manifest.steering)
+            model = load_with_adapters(self.base_path, {n: self.path / "adapters" / n for n in names})
             model.base_model.set_adapter(names, inference_mode=True)
-            from moalign.device import place
-            self._model = place(model)  # the adapters too (peft keeps them in float32 otherwise)
+            self._model = model
         return self._model
 
     @property

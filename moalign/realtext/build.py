@@ -107,7 +107,8 @@ def build_real(out: Path, model_path: str, *, seed: int = 0, sizes: RealSizes | 
     scores = _score(prompts, answers)
     users = profiles()
     temp = {p: _scaled(sizes.label_temperature, scores[p]) for p in POLES}
-    mean_temp = _scaled(sizes.label_temperature, np.mean([scores[p] for p in POLES], axis=0))
+    means = np.mean([scores[p] for p in POLES], axis=0)  # the `pairwise` file's reward
+    mean_temp = _scaled(sizes.label_temperature, means)
     rewards = {u["id"]: sum(w * scores[p] for p, w in u["weights"].items()) for u in users}
     user_temp = {u: _scaled(sizes.user_temperature, r) for u, r in rewards.items()}
     files: dict[str, list[dict]] = {"prompts": [{"prompt": q} for q in train],
@@ -125,8 +126,7 @@ def build_real(out: Path, model_path: str, *, seed: int = 0, sizes: RealSizes | 
         for p in POLES:
             row[f"better_{p}"] = _bt(rng, scores[p][i], scores[p][j], temp[p])
         files["pairwise_multi"].append(row)
-        mean = [float(np.mean([scores[p][x] for p in POLES])) for x in (i, j)]
-        win = _bt(rng, mean[0], mean[1], mean_temp)
+        win = _bt(rng, means[i], means[j], mean_temp)
         files["pairwise"].append({"prompt": prompts[i], "chosen": answers[(i, j)[win]],
                                   "rejected": answers[(j, i)[win]]})
         user = users[n % len(users)]

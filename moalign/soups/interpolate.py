@@ -22,7 +22,6 @@ sum_i w_i (theta_0 + s_i B_i A_i), peft's "cat" combination, recorded as such in
 from __future__ import annotations
 
 import copy
-import json
 import sys
 import threading
 from collections import OrderedDict
@@ -258,14 +257,12 @@ class RowMixer:
 def adapters_base(paths: list[Path]) -> str | None:
     """The one base that every anchor is a LoRA adapter over (None if an anchor is a full model or
     they have different bases)."""
-    bases = set()
-    for p in paths:
-        config = Path(p) / "adapter_config.json"
-        if not config.is_file():
-            return None
-        base = json.loads(config.read_text()).get("base_model_name_or_path") or ""
-        bases.add(str(Path(base).resolve()) if Path(base).exists() else base)
-    return bases.pop() if len(bases) == 1 and "" not in bases else None
+    from moalign.soups.merge import adapter_base, is_adapter
+
+    if not all(is_adapter(p) for p in paths):
+        return None
+    bases = {adapter_base(p) for p in paths}
+    return bases.pop() if len(bases) == 1 else None
 
 
 class LoraRowMixer:
@@ -277,17 +274,12 @@ class LoraRowMixer:
     module once per anchor."""
 
     def __init__(self, base: str, adapters: list[Path]):
-        from peft import PeftModel
         from peft.tuners.lora import LoraLayer
 
-        from moalign.device import place
+        from moalign.models import load_with_adapters
 
         names = [f"anchor{i}" for i in range(len(adapters))]
-        model = PeftModel.from_pretrained(load_causal_lm(base), str(adapters[0]), adapter_name=names[0])
-        for name, path in zip(names[1:], adapters[1:]):
-            model.load_adapter(str(path), adapter_name=name)
-        self.model = place(model)  # the adapters too (peft keeps them in float32 otherwise)
-        self.coef: torch.Tensor | None = None
+        self.model = load_with_adapters(base, dict(zip(names, adapters)))
         self._layers: list[dict] = []
         for module in self.model.modules():
             if isinstance(module, LoraLayer):
@@ -319,9 +311,9 @@ class LoraRowMixer:
 
     def set(self, coef: np.ndarray) -> None:
         """Per-row anchor coefficients (rows, anchors), each row on the simplex."""
-        self.coef = torch.as_tensor(np.asarray(coef, dtype=np.float32)).to(self.model.device)
+        lam = torch.as_tensor(np.asarray(coef, dtype=np.float32)).to(self.model.device)
         for entry in self._layers:  # each row's weight on each rank-1 component: lambda_a s_a
-            entry["rows"] = (self.coef[:, entry["index"]] * entry["scale"]).to(self.model.dtype)
+            entry["rows"] = (lam[:, entry["index"]] * entry["scale"]).to(self.model.dtype)
 
 
 class InterpolationPolicy(SteerablePolicy):
