@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -50,6 +51,7 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
     from moalign.config import load_suite
     from moalign.evals.front import trace_to
     from moalign.evals.plot import plot_fronts
+    from moalign.files import sharing
     from moalign.policies import train_recipe
     from moalign.steerable import load_steerable
     from moalign.training import base_path
@@ -67,18 +69,21 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
     base = base_path(base or suite.base)
     start = time.time()
     checkpoints = {"base": Path(base)}
-    for i, method in enumerate(methods):
-        ckpt = out / "runs" / method
-        if _trained(ckpt) and not retrain:
-            say(f"[bold]{i + 1}/{len(methods)}[/] {method}: reusing {ckpt}")
-        else:
-            say(f"[bold]{i + 1}/{len(methods)}[/] train {method}")
-            overrides = [f"base_model={base}", f"seed={seed}", *suite_overrides(method, suite.objectives),
-                         *(extra or {}).get(method, [])]
-            recipe = repo_file(suite.recipes.get(method, registry.method(method).recipe))
-            train_recipe(recipe, overrides, out=str(ckpt), overwrite=True, progress=progress)
-            (out / "fronts" / method / "front.json").unlink(missing_ok=True)
-        checkpoints[method] = ckpt
+    if retrain:
+        shutil.rmtree(out / "shared", ignore_errors=True)
+    with sharing(out / "shared"):  # a training two methods ask for (a DPO expert) runs once
+        for i, method in enumerate(methods):
+            ckpt = out / "runs" / method
+            if _trained(ckpt) and not retrain:
+                say(f"[bold]{i + 1}/{len(methods)}[/] {method}: reusing {ckpt}")
+            else:
+                say(f"[bold]{i + 1}/{len(methods)}[/] train {method}")
+                overrides = [f"base_model={base}", f"seed={seed}", *suite_overrides(method, suite.objectives),
+                             *(extra or {}).get(method, [])]
+                recipe = repo_file(suite.recipes.get(method, registry.method(method).recipe))
+                train_recipe(recipe, overrides, out=str(ckpt), overwrite=True, progress=progress)
+                (out / "fronts" / method / "front.json").unlink(missing_ok=True)
+            checkpoints[method] = ckpt
 
     fronts = []
     for name, ckpt in checkpoints.items():

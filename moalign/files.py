@@ -5,6 +5,7 @@ keep the finished ones on a crash, and the same command resumes from them."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -144,10 +145,32 @@ class Stopwatch:
         return round(time.time() - self._start + self._offset, 2)
 
 
-def step(path: Path, run: Callable[[], object], watch: Stopwatch | None = None) -> float:
-    """`run()` (which writes `path`) unless an earlier attempt of a resumed run finished it; the wall
-    seconds it took either way (a skipped step's are added to `watch`)."""
+_SHARED: contextvars.ContextVar[Path | None] = contextvars.ContextVar("moalign_shared", default=None)
+
+
+@contextlib.contextmanager
+def sharing(root: Path) -> Iterator[None]:
+    """Inside this block, a step given a `share` key (a hash of everything its training reads) is
+    trained once into `root` and copied from there when another method asks for the same training:
+    `compare` trains the soup's DPO expert on an objective and MODPO's margin model on it once."""
+    token = _SHARED.set(Path(root))
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def step(path: Path, run: Callable[[], object], watch: Stopwatch | None = None,
+         share: str | None = None) -> float:
+    """`run()` (which writes `path`) unless an earlier attempt of a resumed run finished it, or an
+    identical training (`share`) is in the active `sharing` root; the wall seconds it took either way
+    (a skipped or copied step's are added to `watch`: the method's cost includes them)."""
     marker = path / _DONE
+    root = _SHARED.get()
+    shared = root / share if root is not None and share else None
+    if not marker.is_file() and shared is not None and (shared / _DONE).is_file():
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.copytree(shared, path)
     if marker.is_file():
         seconds = float(marker.read_text())
         if watch:
@@ -158,6 +181,11 @@ def step(path: Path, run: Callable[[], object], watch: Stopwatch | None = None) 
     run()
     seconds = time.time() - start
     marker.write_text(repr(seconds))
+    if shared is not None:
+        partial = shared.with_name(shared.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(path, partial)
+        partial.rename(shared)
     return seconds
 
 

@@ -44,6 +44,11 @@ def _grid(objectives: dict[str, str]) -> list[str]:
     return ["grid=2"] if len(objectives) >= 3 else []
 
 
+def _clp_steps(objectives: dict[str, str]) -> list[str]:
+    """The soup's total RL steps on three or more objectives (the recipe's, written for two, otherwise)."""
+    return [f"rl.steps={RL_STEPS * len(objectives)}"] if len(objectives) >= 3 else []
+
+
 def _none(objectives: dict[str, str]) -> list[str]:
     return []
 
@@ -97,7 +102,7 @@ REGISTRY: tuple[Method, ...] = (
     Method("clp", "moalign.policies.clp", "policies/clp.yaml",
            "parameters (per-objective LoRA adapters mixed by w)", "one reward per objective and prompts",
            "you want one model from one RL run, especially with 3+ objectives",
-           default=True, suite=lambda o: _specs(o) + [f"rl.steps={RL_STEPS * len(o)}"], demo=["rl.steps=160"],
+           default=True, suite=lambda o: _specs(o) + _clp_steps(o), demo=["rl.steps=160"],
            claim=("HV >= the soup's at the same RL steps", _claim("hv_vs_soup", 1.0))),
     Method("reward_model", "moalign.policies.reward_model", "policies/reward_model.yaml",
            "none (a `hf:<dir>` objective, not a policy)", "`pairwise_multi` labels or `pairwise` data",

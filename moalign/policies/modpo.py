@@ -17,7 +17,9 @@ Deviations from the official code:
    them every step; they come from frozen models, so this is exact and cheaper).
 2. w_k = 0 is not patched with 1/(w_k + eps): that point trains on the pairs of the heaviest
    remaining objective instead (with two objectives: plain DPO on the margin objective's pairs,
-   which is the stage-1 DPO model itself when the margin is implicit).
+   which is the stage-1 DPO model itself when the margin is implicit). A point with no other
+   objective weighted (w_k = 1) is plain DPO, trained as a soup's DPO expert is (inside `compare`,
+   the soup's expert and MODPO's margin model and plain point on one objective train once).
 3. Logged DPO rewards are in shifted units (they include the margin).
 """
 from __future__ import annotations
@@ -177,7 +179,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     from moalign.objectives import get_objective
     from moalign.preference import grid
     from moalign.training import base_path
-    from moalign.training.dpo import dpo_pairs, train_dpo
+    from moalign.training.dpo import dpo_key, dpo_pairs, train_dpo
     from moalign.training.interpolation import write_manifest
     from moalign.training.reward_model import train_reward_model
 
@@ -205,7 +207,9 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                                        batch_size=cfg.margin_dpo.batch_size, seed=cfg.seed,
                                        progress=progress)
 
-            trained = step(where, margin, watch) if source in ("dpo", "reward_model") else 0.0
+            share = (dpo_key(base, margin_dpo, margin_pairs[j], cfg.lora, cfg.seed) if source == "dpo"
+                     else None)
+            trained = step(where, margin, watch, share) if source in ("dpo", "reward_model") else 0.0
             start = time.time()
             if source == "dpo":
                 spec = f"implicit:{where}?ref={base}&beta={cfg.margin_dpo.beta}"
@@ -233,6 +237,12 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 shutil.copytree(margin_models[kk], tmp / rel, ignore=shutil.ignore_patterns("train_log.json"),
                                 dirs_exist_ok=True)  # a resumed run may have copied it already
                 seconds[rel] = 0.0
+            elif not active and cfg.loss_type == "sigmoid":  # plain DPO on kk's pairs, as a soup's expert
+                plain = DPO(epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+                            beta=cfg.beta, batch_size=cfg.batch_size)
+                seconds[rel] = step(tmp / rel, lambda kk=kk, rel=rel: train_dpo(
+                    base, kk, plain, tmp / rel, lora=cfg.lora, seed=cfg.seed, progress=progress,
+                    pairs=pairs[kk]), watch, dpo_key(base, plain, pairs[kk], cfg.lora, cfg.seed))
             else:
                 rows = [dict(p, margin_chosen=sum(w[j] * rewards[j, kk][0][n] for j in active),
                              margin_rejected=sum(w[j] * rewards[j, kk][1][n] for j in active))

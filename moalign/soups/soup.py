@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
-from moalign.training.dpo import DPO, dpo_pairs, train_dpo
+from moalign.training.dpo import DPO, dpo_key, dpo_pairs, train_dpo
 from moalign.training.interpolation import anchors_at_vertices, write_manifest
 from moalign.training.lora import Lora
 from moalign.training.rl import RL, train_rl
@@ -83,7 +83,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 seconds[name] = step(target,
                                      lambda: train_dpo(base, name, cfg.dpo, target, lora=cfg.lora,
                                                        seed=cfg.seed, progress=progress, pairs=pairs[name]),
-                                     watch)
+                                     watch, share=dpo_key(base, cfg.dpo, pairs[name], cfg.lora, cfg.seed))
         paths = {n: f"experts/{n}" for n in names}
         write_manifest(tmp, method="soup", objectives=names, base=base,
                        anchors=anchors_at_vertices(names, paths),

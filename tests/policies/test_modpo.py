@@ -176,3 +176,30 @@ def test_margin_models_learn_from_the_recipes_data(base_dir, world_dir, tmp_path
             train_recipe("policies/modpo.yaml", [f"base_model={base_dir}", f"data={data}", columns, *extra],
                          out=str(tmp_path / "m"), progress=False)
         assert seen[-1] == expected
+
+
+def test_inside_compare_the_soups_experts_are_modpos_margin_and_end(base_dir, world_dir, tmp_path):
+    """The same DPO on the same pairs trains once: MODPO's stage-1 model on helpful and its plain
+    harmless point are copies of the soup's experts, and MODPO's cost still counts them."""
+    from moalign.files import sharing
+    from moalign.policies import train_recipe
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join((world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines(True)[:32]))
+    dpo = {"epochs": 1, "max_steps": 2, "learning_rate": 5e-4, "beta": 0.5, "batch_size": 8}
+    with sharing(tmp_path / "shared"):
+        train_recipe("soups/world_dpo.yaml", [f"base_model={base_dir}", f"dpo.data={data}",
+                                              *(f"dpo.{k}={v}" for k, v in dpo.items())],
+                     out=str(tmp_path / "soup"), progress=False)
+        train_recipe("policies/modpo.yaml", [f"base_model={base_dir}", f"data={data}", "grid=1",
+                                             *(f"margin_dpo.{k}={v}" for k, v in dpo.items()),
+                                             *(f"{k}={v}" for k, v in dpo.items())],
+                     out=str(tmp_path / "modpo"), progress=False)
+    assert len(list((tmp_path / "shared").iterdir())) == 2
+    soup, modpo = tmp_path / "soup", tmp_path / "modpo"
+    for expert, copy_ in (("helpful", modpo / "margins" / "helpful"), ("harmless", modpo / "points" / "00")):
+        weights = (soup / "experts" / expert / "model.safetensors").read_bytes()
+        assert (copy_ / "model.safetensors").read_bytes() == weights
+    seconds = json.loads((modpo / "moalign.json").read_text())["metrics"]
+    expert_seconds = json.loads((soup / "moalign.json").read_text())["metrics"]["expert_seconds"]
+    assert seconds["train_seconds"] >= sum(expert_seconds.values())
