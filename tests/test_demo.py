@@ -39,6 +39,10 @@ def test_demo_writes_a_front_per_method_a_plot_and_a_table(run_cli, base_dir, wo
         assert front["hypervolume"] == pytest.approx(hypervolume(pts, front["reference_point"]))
         assert row["hypervolume"] == pytest.approx(front["hypervolume"], abs=1e-4)
     assert (tmp_path / "demo" / "fronts.png").stat().st_size > 10_000
-    assert "fronts.png" in out and "hypervolume" in out
+    assert "fronts.png" in out and "hypervolume" in out and "done in" not in out  # --quiet: the result only
+    report = (tmp_path / "demo" / "compare.html").read_text()  # the table, the plot, 3 answers a method
+    assert report.count("<tr>") == 1 + len(summary["methods"]) and "data:image/png;base64," in report
+    n = len(summary["methods"])
+    assert report.count("<h3>") == n and report.count("<h4>") == 3 * n
     code, _, err = run_cli("demo", "--out", tmp_path / "demo")
     assert code == 2 and "--overwrite" in err

@@ -1,5 +1,6 @@
 """Seeding is explicit: building a trainer's arguments draws nothing and reseeds nothing; building the
 trainer seeds every global generator first (peft's LoRA init happens in TRL's constructor)."""
+import pytest
 import torch
 
 from moalign.training import seeded, trainer_kwargs
@@ -21,3 +22,34 @@ def test_a_trainer_is_built_from_the_same_state_whatever_was_drawn_before():
     torch.rand(100)  # the process draws something in between
     again, _ = seeded(draw, 7, lr=1.0)
     assert torch.equal(first, again) and kwargs == {"lr": 1.0}
+
+
+def test_the_tracker_passes_through_to_the_trainers_and_keeps_its_files(tmp_path, monkeypatch):
+    import importlib.util
+
+    from moalign.errors import MoalignError
+    from moalign.training import keep_tracker_logs, reporting, trainer_kwargs
+
+    assert trainer_kwargs(tmp_path / "t", seed=0, progress=False)["report_to"] == []  # default: none
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "wandb" else real(name, *a))
+    with reporting("wandb"):
+        assert trainer_kwargs(tmp_path / "t", seed=0, progress=False)["report_to"] == ["wandb"]
+    assert trainer_kwargs(tmp_path / "t", seed=0, progress=False)["report_to"] == []  # only inside
+    with pytest.raises(MoalignError, match="expected one of none, tensorboard, wandb, trackio"):
+        with reporting("mlflow"):
+            pass
+    (tmp_path / "t" / "runs").mkdir(parents=True)
+    (tmp_path / "t" / "runs" / "events.out").write_text("x")
+    keep_tracker_logs(tmp_path / "t", tmp_path / "run")
+    assert (tmp_path / "run" / "runs" / "events.out").read_text() == "x" and not (tmp_path / "t").exists()
+
+
+def test_a_recipe_names_its_tracker_and_the_command_line_overrides_it(run_cli, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: sft\nreport_to: nonsense\n")
+    code, _, err = run_cli("train", recipe, "--out", tmp_path / "o")
+    assert code == 2 and "report_to 'nonsense'" in err
+    code, _, err = run_cli("train", "policies/sft.yaml", "--out", tmp_path / "o", "--report-to", "bogus")
+    assert code == 2 and "report_to 'bogus'" in err and not (tmp_path / "o").exists()

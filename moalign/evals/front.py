@@ -17,7 +17,7 @@ from moalign.errors import MoalignError
 from moalign.evals.pareto import hypervolume, non_dominated
 from moalign.objectives import get_objective
 from moalign.preference import Preference, grid
-from moalign.progress import track
+from moalign.progress import stage, track
 from moalign.steerable import SteerablePolicy
 
 FORMAT_VERSION = 1
@@ -107,8 +107,11 @@ def trace_front(policy: SteerablePolicy, suite: EvalSuite, *, method: str | None
 
     if search == "grid":
         prefs = list(preferences) if preferences is not None else grid(names, suite.grid)
-        for pref in track(prefs, "tracing front", enabled=progress):
-            evaluate(pref)
+        with stage("tracing front", total=len(prefs)) as shown:
+            for pref in prefs:
+                evaluate(pref)
+                matrix = np.array([[p["scores"][n] for n in names] for p in points])
+                shown.update(advance=1, HV=hypervolume(matrix, suite.reference_point))
     elif search == "nsga2":
         if not budget:
             raise MoalignError("--search nsga2 needs --budget N (the number of preferences to evaluate)")

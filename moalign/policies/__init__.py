@@ -19,19 +19,29 @@ def method_module(name: str):
 
 def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()):
     """(module, validated Config) for a recipe YAML with `method: <name>` and that method's keys."""
+    module, cfg, _ = _load(path, overrides)
+    return module, cfg
+
+
+def _load(path: str | os.PathLike, overrides: Sequence[str]):
+    """(module, Config, tracker): `report_to`, a key every recipe may have, is not the method's."""
     data = apply_overrides(load_yaml(path), overrides)
     if "method" not in data:
         raise MoalignError(f"{path}: no `method` key (known: {', '.join(sorted(METHODS))})")
+    tracker = str(data.pop("report_to", "none"))
     module = method_module(str(data.pop("method")))
-    return module, validate(module.Config, data, str(path))
+    return module, validate(module.Config, data, str(path)), tracker
 
 
 def train_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), out: str | None = None,
-                 overwrite: bool = False, progress: bool = True) -> Path:
-    """Validate a recipe, refuse a non-empty output early, train, return the checkpoint path."""
+                 overwrite: bool = False, progress: bool = True, report_to: str | None = None) -> Path:
+    """Validate a recipe, refuse a non-empty output early, train, return the checkpoint path.
+    `report_to` (tensorboard, wandb, trackio, none) overrides the recipe's `report_to` key."""
     from moalign.files import check_out
-    module, cfg = load_recipe(path, overrides)
+    from moalign.training import reporting
+    module, cfg, tracker = _load(path, overrides)
     target = Path(out or cfg.out).expanduser().absolute()
     check_out(target, overwrite)
     recipe = {"method": module.__name__.rsplit(".", 1)[-1], **cfg.model_dump(), "out": str(target)}
-    return module.train(cfg, target, overwrite=overwrite, progress=progress, recipe=recipe)
+    with reporting(report_to or tracker):
+        return module.train(cfg, target, overwrite=overwrite, progress=progress, recipe=recipe)

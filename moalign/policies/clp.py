@@ -17,7 +17,6 @@ Deviations: GRPO instead of the paper's policy-gradient setup; w is drawn per ge
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -178,7 +177,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     from moalign.files import Stopwatch, atomic_dir
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.preference import grid
-    from moalign.training import base_path, quiet
+    from moalign.training import base_path, keep_tracker_logs, shown
     from moalign.training.rl import reward_functions, rl_args, rl_dataset
 
     watch = Stopwatch()
@@ -200,8 +199,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         trainer = _trainer_class(cfg.rl.algorithm)(model=model, reward_funcs=reward_functions(cfg.objectives),
                                                    args=args, train_dataset=data, processing_class=tok)
         trainer.setup_clp(names, cfg.conditioning, cfg.alpha, cfg.seed, tok, cfg.rl.beta)
-        quiet(trainer, progress).train()
-        shutil.rmtree(tmp / "_trainer", ignore_errors=True)
+        shown(trainer, progress).train()
+        keep_tracker_logs(tmp / "_trainer", tmp)
         for name in adapters:  # the peft scalings are not saved: ParameterPolicy sets them per call
             model.save_pretrained(tmp / "adapters", selected_adapters=[name])
         tok.save_pretrained(tmp)

@@ -174,6 +174,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     from moalign.data import load_data
     from moalign.files import Stopwatch, atomic_dir, chain_step, end_chain
     from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.progress import stage
     from moalign.steerable import Manifest
     from moalign.training import base_path
     from moalign.training.sft import train_sft
@@ -214,10 +215,9 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                     "mean_utility": round(float(utility.mean()), 4),
                     "kept_mean_scores": dict(zip(names, chosen.mean(0).round(4).tolist()))}}
 
-            rounds.append(chain_step(tmp, r, one_round, first=base, rng=rng, watch=watch)["metrics"])
-            if progress:
-                print(f"DPA round {r + 1}/{cfg.rounds}: best-of-{cfg.k} utility "
-                      f"{rounds[-1]['best_of_k_utility']} (mean {rounds[-1]['mean_utility']})")
+            with stage(f"round {r + 1}/{cfg.rounds}: best-of-{cfg.k} samples, SFT") as shown:
+                rounds.append(chain_step(tmp, r, one_round, first=base, rng=rng, watch=watch)["metrics"])
+                shown.update(utility=rounds[-1]["best_of_k_utility"])
         end_chain(tmp, cfg.rounds - 1)
         Manifest(method="dpa", objectives=names, steering=steering, base_model=base,
                  recipe=recipe or cfg.model_dump(),

@@ -215,6 +215,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     from moalign.evals.users import group_rewards, maxmin_groups
     from moalign.features import Featurizer
     from moalign.files import Stopwatch, atomic_dir, step
+    from moalign.progress import say, stage
     from moalign.training import base_path
     from moalign.training.rl import train_rl_on
     from moalign.users import (
@@ -226,7 +227,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     )
 
     watch = Stopwatch()
-    log = print if progress else (lambda *_: None)
+    log = say if progress else (lambda *_: None)
     base = base_path(cfg.base_model)
     rows, by_user = load_user_rows(cfg.data, cfg.columns)
     if len(by_user) < cfg.groups:
@@ -285,7 +286,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                                       progress=progress)
                 (tmp / name / "worst_group_picks.json").write_text(json.dumps(reward.chosen) + "\n")
                 return seconds
-            return round(step(tmp / name, run, watch), 2)  # a resumed run keeps a finished one
+            with stage(f"GRPO: {name}"):
+                return round(step(tmp / name, run, watch), 2)  # a resumed run keeps a finished one
 
         policy_dir = "policy"
         if cfg.baseline:

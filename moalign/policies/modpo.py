@@ -150,7 +150,7 @@ def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor],
     from trl import DPOConfig
 
     from moalign.models import completion_text, load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, seeded, train_and_save, trainer_kwargs
+    from moalign.training import seeded, shown, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base, train=True)
@@ -169,7 +169,7 @@ def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor],
     trainer = seeded(_trainer_class(), cfg.seed, model=model, args=args, train_dataset=data,
                      processing_class=tok, peft_config=cfg.lora.peft() if cfg.lora else None,
                      margin_beta=beta)
-    quiet(trainer, progress)
+    shown(trainer, progress)
     return train_and_save(trainer, out, tok)
 
 
@@ -178,6 +178,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     from moalign.files import Stopwatch, atomic_dir, step
     from moalign.objectives import get_objective
     from moalign.preference import grid
+    from moalign.progress import stage
     from moalign.training import base_path
     from moalign.training.dpo import dpo_key, dpo_pairs, train_dpo
     from moalign.training.interpolation import write_manifest
@@ -209,7 +210,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
 
             share = (dpo_key(base, margin_dpo, margin_pairs[j], cfg.lora, cfg.seed) if source == "dpo"
                      else None)
-            trained = step(where, margin, watch, share) if source in ("dpo", "reward_model") else 0.0
+            with stage(f"margin {source} for {j}"):
+                trained = step(where, margin, watch, share) if source in ("dpo", "reward_model") else 0.0
             start = time.time()
             if source == "dpo":
                 spec = f"implicit:{where}?ref={base}&beta={cfg.margin_dpo.beta}"
@@ -226,34 +228,35 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             seconds[f"margin:{j}"] = trained + time.time() - start
         # stage 2: one policy per preference
         anchors, refs = [], {}
-        for i, pref in enumerate(grid(list(cfg.objectives), cfg.grid)):
+        prefs = grid(list(cfg.objectives), cfg.grid)
+        for i, pref in enumerate(prefs):
             w = pref.as_dict()
             kk = k if w[k] > 0 else max(others, key=lambda j: w[j])
             rel = f"points/{i:02d}"
-            if progress:
-                print(f"MODPO point {i + 1}: {pref} (pairs of {kk})")
             active = [j for j in cfg.objectives if j != kk and w[j] > 0]
-            if not active and kk in margin_models:  # plain DPO on kk's pairs: stage 1 already trained it
-                shutil.copytree(margin_models[kk], tmp / rel, ignore=shutil.ignore_patterns("train_log.json"),
-                                dirs_exist_ok=True)  # a resumed run may have copied it already
-                seconds[rel] = 0.0
-            elif not active and cfg.loss_type == "sigmoid":  # plain DPO on kk's pairs, as a soup's expert
-                plain = DPO(epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-                            beta=cfg.beta, batch_size=cfg.batch_size)
-                seconds[rel] = step(tmp / rel, lambda kk=kk, rel=rel: train_dpo(
-                    base, kk, plain, tmp / rel, lora=cfg.lora, seed=cfg.seed, progress=progress,
-                    pairs=pairs[kk]), watch, dpo_key(base, plain, pairs[kk], cfg.lora, cfg.seed))
-            else:
-                rows = [dict(p, margin_chosen=sum(w[j] * rewards[j, kk][0][n] for j in active),
-                             margin_rejected=sum(w[j] * rewards[j, kk][1][n] for j in active))
-                        for n, p in enumerate(pairs[kk])]
+            with stage(f"point {i + 1}/{len(prefs)}: {pref} (pairs of {kk})"):
+                if not active and kk in margin_models:  # plain DPO on kk's pairs: stage 1 trained it
+                    shutil.copytree(margin_models[kk], tmp / rel,
+                                    ignore=shutil.ignore_patterns("train_log.json"),
+                                    dirs_exist_ok=True)  # a resumed run may have copied it already
+                    seconds[rel] = 0.0
+                elif not active and cfg.loss_type == "sigmoid":  # plain DPO on kk's pairs, as a soup's expert
+                    plain = DPO(epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+                                beta=cfg.beta, batch_size=cfg.batch_size)
+                    seconds[rel] = step(tmp / rel, lambda kk=kk, rel=rel: train_dpo(
+                        base, kk, plain, tmp / rel, lora=cfg.lora, seed=cfg.seed, progress=progress,
+                        pairs=pairs[kk]), watch, dpo_key(base, plain, pairs[kk], cfg.lora, cfg.seed))
+                else:
+                    rows = [dict(p, margin_chosen=sum(w[j] * rewards[j, kk][0][n] for j in active),
+                                 margin_rejected=sum(w[j] * rewards[j, kk][1][n] for j in active))
+                            for n, p in enumerate(pairs[kk])]
 
-                def point(kk=kk, rows=rows, w=w, rel=rel) -> None:
-                    if kk not in refs:  # scored once per pair set, and counted in the first point's seconds
-                        refs[kk] = reference_logps(base, pairs[kk])
-                    _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
+                    def point(kk=kk, rows=rows, w=w, rel=rel) -> None:
+                        if kk not in refs:  # scored once per pair set, counted in the first point's seconds
+                            refs[kk] = reference_logps(base, pairs[kk])
+                        _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
 
-                seconds[rel] = step(tmp / rel, point, watch)
+                    seconds[rel] = step(tmp / rel, point, watch)
             anchors.append({"preference": w, "path": rel})
         write_manifest(tmp, method="modpo", objectives=list(cfg.objectives), base=base, anchors=anchors,
                        tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",

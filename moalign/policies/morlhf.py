@@ -39,6 +39,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
           recipe: dict | None = None) -> Path:
     from moalign.files import Stopwatch, atomic_dir, step
     from moalign.preference import grid
+    from moalign.progress import stage
     from moalign.training import base_path
     from moalign.training.interpolation import write_manifest
 
@@ -49,13 +50,13 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     anchors, seconds = [], []
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         for i, pref in enumerate(prefs):
-            if progress:
-                print(f"MORLHF point {i + 1}/{len(prefs)}: {pref}")
             rel = f"points/{i:02d}"
-            seconds.append(step(tmp / rel,
-                                lambda: train_rl(base, cfg.objectives, list(pref.weights), cfg.rl, tmp / rel,
-                                                 lora=cfg.lora, seed=cfg.seed, progress=progress),
-                                watch))
+            with stage(f"point {i + 1}/{len(prefs)}: {pref}"):
+                seconds.append(step(tmp / rel,
+                                    lambda: train_rl(base, cfg.objectives, list(pref.weights), cfg.rl,
+                                                     tmp / rel, lora=cfg.lora, seed=cfg.seed,
+                                                     progress=progress),
+                                    watch))
             anchors.append({"preference": pref.as_dict(), "path": rel})
         write_manifest(tmp, method="morlhf", objectives=names, base=base, anchors=anchors,
                        tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",

@@ -121,6 +121,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     from moalign.files import Stopwatch, atomic_dir, chain_step, end_chain
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.objectives import get_objective
+    from moalign.progress import stage
     from moalign.steerable import Manifest
     from moalign.training import base_path
     from moalign.training.sft import train_sft
@@ -144,10 +145,9 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     stages = []
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         def offline_stage(where: Path, current: str) -> dict:
-            if progress:
-                print(f"RiC offline: SFT on {len(offline)} rows with their rewards in the prompt")
-            train_sft(current, offline, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-                      seed=cfg.seed, **sft)
+            with stage(f"offline SFT: {len(offline)} rows with their rewards in the prompt"):
+                train_sft(current, offline, where, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                          seed=cfg.seed, **sft)
             return {"stage": {"stage": "offline", "rows": len(offline)}}
 
         def online_stage(where: Path, current: str, it: int) -> dict:
@@ -162,12 +162,11 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             mixed = _rows(names, [batch[i] for i in kept], [answers[i] for i in kept], got[kept])
             n_orig = min(len(offline), int(round(cfg.online.original * len(kept))))
             mixed += [offline[i] for i in rng.choice(len(offline), n_orig, replace=False)]
-            if progress:
-                print(f"RiC online {it + 1}/{cfg.online.iterations}: kept {len(kept)}/{len(batch)} samples "
-                      f"(+{n_orig} offline rows)")
             del model
-            train_sft(current, mixed, where, epochs=cfg.online.epochs, learning_rate=cfg.online.learning_rate,
-                      seed=cfg.seed + it + 1, **sft)
+            with stage(f"online {it + 1}/{cfg.online.iterations}: SFT on {len(kept)}/{len(batch)} kept "
+                       f"samples (+{n_orig} offline rows)"):
+                train_sft(current, mixed, where, epochs=cfg.online.epochs,
+                          learning_rate=cfg.online.learning_rate, seed=cfg.seed + it + 1, **sft)
             return {"stage": {
                 "stage": f"online {it + 1}", "kept": int(len(kept)),
                 "generated": len(batch), "rows": len(mixed),

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from moalign.errors import MoalignError
+from moalign.progress import stage
 from moalign.realtext.build import POLES, VERSION, RealSizes, build_real, profiles
 from moalign.realtext.prompts import EVAL_ACTIVITIES, FORMS, TRAIN_ACTIVITIES
 
@@ -34,10 +35,8 @@ def ensure_real(seed: int = 0, progress: bool = True) -> Path:
     path = cache_root() / f"real-{seed}-{key}"
     if not (path / "real.json").exists():
         answers = cache_root() / f"real-answers-{seed}-{_digest(sampled)}"
-        if progress:
-            print(f"building the real-text suite's data into {path} (once; its sampled answers are"
-                  f" kept in {answers})", flush=True)
-        with atomic_dir(path, overwrite=True, resume={"real": key}) as tmp:  # one builder at a time
+        with stage(f"real-text suite's data (once, into {path}; answers kept in {answers})"), \
+                atomic_dir(path, overwrite=True, resume={"real": key}) as tmp:  # one builder at a time
             build_real(tmp, model, seed=seed, sizes=sizes, progress=progress, answers_dir=answers)
     return path
 

@@ -60,6 +60,7 @@ class Config(Strict):
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
     from moalign.files import Stopwatch, atomic_dir, step
+    from moalign.progress import stage
     from moalign.training import base_path
 
     watch = Stopwatch()
@@ -70,20 +71,20 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     seconds: dict[str, float] = {}
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         for i, name in enumerate(names):
-            if progress:
-                print(f"expert {i + 1}/{len(names)}: {name}")
             target = tmp / "experts" / name
-            if cfg.dpo is None:
-                seconds[name] = step(target,
-                                     lambda: train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.rl,
-                                                      target, lora=cfg.lora, seed=cfg.seed,
-                                                      progress=progress),
-                                     watch)
-            else:
-                seconds[name] = step(target,
-                                     lambda: train_dpo(base, name, cfg.dpo, target, lora=cfg.lora,
-                                                       seed=cfg.seed, progress=progress, pairs=pairs[name]),
-                                     watch, share=dpo_key(base, cfg.dpo, pairs[name], cfg.lora, cfg.seed))
+            with stage(f"expert {i + 1}/{len(names)}: {name}"):
+                if cfg.dpo is None:
+                    seconds[name] = step(target,
+                                         lambda: train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.rl,
+                                                          target, lora=cfg.lora, seed=cfg.seed,
+                                                          progress=progress),
+                                         watch)
+                else:
+                    seconds[name] = step(target,
+                                         lambda: train_dpo(base, name, cfg.dpo, target, lora=cfg.lora,
+                                                           seed=cfg.seed, progress=progress,
+                                                           pairs=pairs[name]),
+                                         watch, share=dpo_key(base, cfg.dpo, pairs[name], cfg.lora, cfg.seed))
         paths = {n: f"experts/{n}" for n in names}
         write_manifest(tmp, method="soup", objectives=names, base=base,
                        anchors=anchors_at_vertices(names, paths),

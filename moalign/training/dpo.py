@@ -49,7 +49,7 @@ def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | No
     from trl import DPOConfig, DPOTrainer
 
     from moalign.models import completion_text, load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, seeded, train_and_save, trainer_kwargs
+    from moalign.training import seeded, shown, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base, train=True).train()
@@ -60,6 +60,6 @@ def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | No
     args = DPOConfig(num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                      beta=cfg.beta, per_device_train_batch_size=cfg.batch_size, lr_scheduler_type="constant",
                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
-    trainer = quiet(seeded(DPOTrainer, seed, model=model, args=args, train_dataset=data, processing_class=tok,
+    trainer = shown(seeded(DPOTrainer, seed, model=model, args=args, train_dataset=data, processing_class=tok,
                            peft_config=lora.peft() if lora else None), progress)
     return train_and_save(trainer, out, tok)

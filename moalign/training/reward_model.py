@@ -14,7 +14,7 @@ def train_reward_model(base: str, pairs: list[dict], out: Path, *, epochs: float
     from trl import RewardConfig, RewardTrainer
 
     from moalign.models import load_tokenizer, render_prompt, resolve
-    from moalign.training import quiet, train_and_save, trainer_kwargs
+    from moalign.training import shown, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(base)
     torch.manual_seed(seed)  # the new score head is initialised from the global generator
@@ -25,5 +25,5 @@ def train_reward_model(base: str, pairs: list[dict], out: Path, *, epochs: float
     args = RewardConfig(num_train_epochs=epochs, learning_rate=learning_rate,
                         per_device_train_batch_size=batch_size,
                         **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
-    trainer = quiet(RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
+    trainer = shown(RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
     return train_and_save(trainer, out, tok)

@@ -99,13 +99,13 @@ def train_rl_on(base: str, reward_funcs: list, weights: list[float], cfg: RL, ou
     from trl import GRPOTrainer, RLOOTrainer
 
     from moalign.models import load_causal_lm, load_tokenizer
-    from moalign.training import quiet, seeded, train_and_save
+    from moalign.training import seeded, shown, train_and_save
 
     tok = load_tokenizer(base)
     model = load_causal_lm(base, train=True).train()
     trainer_cls = GRPOTrainer if cfg.algorithm == "grpo" else RLOOTrainer
     args = rl_args(cfg, weights, out / "_trainer", seed=seed, progress=progress)
-    trainer = quiet(seeded(trainer_cls, seed, model=model, reward_funcs=reward_funcs, args=args,
+    trainer = shown(seeded(trainer_cls, seed, model=model, reward_funcs=reward_funcs, args=args,
                            train_dataset=rl_dataset(tok, cfg), processing_class=tok,
                            peft_config=lora.peft() if lora else None), progress)
     return train_and_save(trainer, out, tok)

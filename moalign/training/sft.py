@@ -18,7 +18,7 @@ def train_sft(model_path: str, rows: list[dict], out: Path, *, epochs: float, le
     from moalign.conditioning import add_missing_tokens
     from moalign.errors import MoalignError
     from moalign.models import completion_text, load_causal_lm, load_tokenizer, render_prompt
-    from moalign.training import quiet, seeded, train_and_save, trainer_kwargs
+    from moalign.training import seeded, shown, train_and_save, trainer_kwargs
 
     tok = load_tokenizer(model_path)
     model = load_causal_lm(model_path, train=True).train()
@@ -32,6 +32,6 @@ def train_sft(model_path: str, rows: list[dict], out: Path, *, epochs: float, le
     args = SFTConfig(num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
                      learning_rate=learning_rate, lr_scheduler_type="constant", max_length=max_length,
                      **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
-    trainer = quiet(seeded(SFTTrainer, seed, model=model, args=args, train_dataset=data,
+    trainer = shown(seeded(SFTTrainer, seed, model=model, args=args, train_dataset=data,
                            processing_class=tok, peft_config=lora.peft() if lora else None), progress)
     return train_and_save(trainer, out, tok, merge_lora=lora is not None)

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from moalign.files import atomic_dir
+from moalign.progress import say, stage
 from moalign.world.lexicon import vocabulary
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<eos>", "<system>", "<user>", "<assistant>")
@@ -69,7 +70,7 @@ def _train(out: Path, seed: int, progress: bool) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from moalign.models import render_prompt
-    from moalign.training import quiet, train_and_save, trainer_kwargs
+    from moalign.training import shown, train_and_save, trainer_kwargs
     from moalign.world.build import build_world
 
     tok = build_tokenizer()
@@ -89,7 +90,7 @@ def _train(out: Path, seed: int, progress: bool) -> dict:
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     _set_decoding(model.generation_config)
-    trainer = quiet(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
+    trainer = shown(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
     seconds = train_and_save(trainer, out, tok)
     loss = trainer.state.log_history[-1]["train_loss"]
     return {"train_seconds": round(seconds, 2), "train_loss": round(float(loss), 4), "examples": len(rows)}
@@ -153,7 +154,7 @@ def _trainer_lock(path: Path, progress: bool):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if progress:
-                print(f"waiting for another process to finish training {path.name}", flush=True)
+                say(f"waiting for another process to finish training {path.name}")
             fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
@@ -162,7 +163,8 @@ def _train_into(path: Path, seed: int, key: str, progress: bool) -> None:
     from moalign.steerable import Manifest
     from moalign.world.scoring import OBJECTIVES
 
-    with atomic_dir(path, overwrite=True) as tmp:
+    with stage("tiny base: SFT on the world's corpus (once; then cached)"), \
+            atomic_dir(path, overwrite=True) as tmp:
         metrics = _train(tmp, seed, progress)
         metrics["objective_means"] = base_means(tmp, seed)
         Manifest(method="base", objectives=list(OBJECTIVES), steering={"kind": "fixed"},
