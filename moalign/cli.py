@@ -265,12 +265,14 @@ def serve(checkpoints: List[str] = typer.Argument(..., help="Checkpoints to serv
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output directory."),
          seed: int = typer.Option(0, min=0, help="World seed."), overwrite: bool = OVERWRITE,
-         quiet: bool = QUIET, verbose: bool = VERBOSE, device: Optional[str] = DEVICE):
+         quiet: bool = QUIET, verbose: bool = VERBOSE, device: Optional[str] = DEVICE,
+         jobs: int = typer.Option(min(2, os.cpu_count() or 1), min=1,
+                                  help="Methods trained at once, each in its own process.")):
     """World -> base -> every method -> fronts -> one plot, a summary table and an HTML report."""
     _device(device)
     from moalign.demo import run_demo
     with _shown(quiet, verbose, f"demo (seed {seed})", top=False):
-        summary = run_demo(out, seed, overwrite=overwrite, progress=not quiet)
+        summary = run_demo(out, seed, overwrite=overwrite, progress=not quiet, jobs=jobs)
     console = _result()
     table = Table(title=f"moalign demo (seed {seed}, {summary['suite']})")
     for col in ("method", "points", "pareto", "hypervolume", "best point", "train s", "eval s"):
@@ -298,7 +300,9 @@ def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. eval
             override: List[str] = typer.Option([], "--set",
                                                help="METHOD.KEY=VALUE recipe override (repeatable)."),
             quiet: bool = QUIET, verbose: bool = VERBOSE, device: Optional[str] = DEVICE,
-            report_to: Optional[str] = REPORT_TO):
+            report_to: Optional[str] = REPORT_TO,
+            jobs: int = typer.Option(1, min=1, help="Methods trained at once, each in its own process "
+                                                    "with cpus / jobs threads (tiny models: 2 on 2 cores).")):
     """Every method from the same base on the suite's objectives, fronts by one protocol, one table and plot.
     Resumes: methods already trained in OUT are reused."""
     _device(device)
@@ -313,7 +317,7 @@ def compare(suite: Path = typer.Argument(..., help="Eval suite (YAML), e.g. eval
         extra.setdefault(method, []).append(rest)
     with _shown(quiet, verbose, f"compare {suite.stem}", top=False):
         summary = run_compare(suite, names, out, base=base, seed=seed, extra=extra, retrain=retrain,
-                              progress=not quiet, report_to=report_to)
+                              progress=not quiet, report_to=report_to, jobs=jobs)
     console = _result()
     console.print((Path(out) / "compare.md").read_text(), markup=False, highlight=False)
     if summary["plot"]:

@@ -46,7 +46,8 @@ def _trained(ckpt: Path) -> bool:
 
 def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str | os.PathLike, *,
                 base: str | None = None, seed: int = 0, extra: dict[str, list[str]] | None = None,
-                retrain: bool = False, progress: bool = True, report_to: str | None = None) -> dict:
+                retrain: bool = False, progress: bool = True, report_to: str | None = None,
+                jobs: int = 1) -> dict:
     """Train (or reuse) each method, trace its front, write compare.json, compare.md, fronts.png and
     compare.html (the report)."""
     from moalign.config import load_suite
@@ -54,6 +55,7 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
     from moalign.evals.plot import plot_fronts
     from moalign.evals.report import write_report
     from moalign.files import sharing
+    from moalign.jobs import Training, train_all
     from moalign.policies import train_recipe
     from moalign.progress import say, stage
     from moalign.steerable import load_steerable
@@ -73,20 +75,26 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
     checkpoints = {"base": Path(base)}
     if retrain:
         shutil.rmtree(out / "shared", ignore_errors=True)
-    with sharing(out / "shared"):  # a training two methods ask for (a DPO expert) runs once
-        for i, method in enumerate(methods):
-            ckpt = out / "runs" / method
-            if _trained(ckpt) and not retrain:
-                say(f"{i + 1}/{len(methods)} {method}: reusing {ckpt}")
-            else:
-                overrides = [f"base_model={base}", f"seed={seed}", *suite_overrides(method, suite.objectives),
-                             *(extra or {}).get(method, [])]
-                recipe = repo_file(suite.recipes.get(method, registry.method(method).recipe))
-                with stage(f"{i + 1}/{len(methods)} train {method}"):
-                    train_recipe(recipe, overrides, out=str(ckpt), overwrite=True, progress=progress,
-                                 report_to=report_to)
-                (out / "fronts" / method / "front.json").unlink(missing_ok=True)
-            checkpoints[method] = ckpt
+    todo = []
+    for i, method in enumerate(methods):
+        ckpt = checkpoints[method] = out / "runs" / method
+        if _trained(ckpt) and not retrain:
+            say(f"{i + 1}/{len(methods)} {method}: reusing {ckpt}")
+            continue
+        overrides = [f"base_model={base}", f"seed={seed}", *suite_overrides(method, suite.objectives),
+                     *(extra or {}).get(method, [])]
+        recipe = repo_file(suite.recipes.get(method, registry.method(method).recipe))
+        todo.append(Training(f"{i + 1}/{len(methods)} train {method}", str(recipe), tuple(overrides),
+                             str(ckpt), report_to))
+        (out / "fronts" / method / "front.json").unlink(missing_ok=True)
+    if jobs > 1 and len(todo) > 1:  # side by side, each in its own process (moalign.jobs)
+        train_all(todo, jobs, out / "shared")
+    else:
+        with sharing(out / "shared"):  # a training two methods ask for (a DPO expert) runs once
+            for job in todo:
+                with stage(job.label):
+                    train_recipe(job.recipe, list(job.overrides), out=job.out, overwrite=True,
+                                 progress=progress, report_to=report_to)
 
     fronts = []
     for name, ckpt in checkpoints.items():

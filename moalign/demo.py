@@ -12,7 +12,8 @@ from pathlib import Path
 SUITE = "evals/world.yaml"
 
 
-def run_demo(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
+def run_demo(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, progress: bool = True,
+             jobs: int = 1) -> dict:
     """Run the demo into `out`; return the summary (also written to out/summary.json)."""
     from moalign.compare import repo_file, run_compare
     from moalign.files import check_out
@@ -31,7 +32,7 @@ def run_demo(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, pro
         base = write_base(out / "base", seed, overwrite=True, progress=progress)
     methods = demo_methods()
     summary = run_compare(repo_file(SUITE), list(methods), out, base=str(base), seed=seed,
-                          extra=methods, retrain=True, progress=progress)
+                          extra=methods, retrain=True, progress=progress, jobs=jobs)
     summary = {"seed": seed, "suite": SUITE, "plot": summary["plot"], "report": summary["report"],
                "wall_seconds": round(time.time() - start, 1), "methods": summary["methods"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -180,11 +180,14 @@ def step(path: Path, run: Callable[[], object], watch: Stopwatch | None = None,
     run()
     seconds = time.time() - start
     marker.write_text(repr(seconds))
-    if shared is not None:
-        partial = shared.with_name(shared.name + ".partial")
+    if shared is not None:  # published whole; a process that trained it at the same time keeps its own
+        partial = shared.with_name(f"{shared.name}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(path, partial)
-        partial.rename(shared)
+        try:
+            partial.rename(shared)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
     return seconds
 
 
