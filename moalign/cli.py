@@ -135,7 +135,9 @@ def train(recipe: Path = typer.Argument(..., help="Recipe YAML (policies/*.yaml,
     with _shown(quiet, verbose, f"train {recipe.stem}"):
         path = train_recipe(recipe, overrides or [], out=str(out) if out else None, overwrite=overwrite,
                             progress=not quiet, report_to=report_to)
-    _train_table(path)
+    from moalign.files import is_main_process
+    if is_main_process():  # under `accelerate launch` only the main process publishes the run
+        _train_table(path)
 
 
 @app.command()

@@ -50,7 +50,7 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
                 jobs: int = 1) -> dict:
     """Train (or reuse) each method, trace its front, write compare.json, compare.md, fronts.png and
     compare.html (the report)."""
-    from moalign.config import load_suite
+    from moalign.config import load_suite, load_yaml
     from moalign.evals.front import trace_to
     from moalign.evals.plot import plot_fronts
     from moalign.evals.report import write_report
@@ -87,29 +87,28 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
         todo.append(Training(f"{i + 1}/{len(methods)} train {method}", str(recipe), tuple(overrides),
                              str(ckpt), report_to))
         (out / "fronts" / method / "front.json").unlink(missing_ok=True)
+    def front_of(name: str) -> dict:
+        path, ckpt = out / "fronts" / name / "front.json", checkpoints[name]
+        if path.exists():  # the base's front is reused only if it was traced from the same base
+            front = json.loads(path.read_text())
+            if name != "base" or front.get("checkpoint") == str(ckpt):
+                return front
+        with stage(f"front of {name} on {suite.name}"):
+            return trace_to(out / "fronts" / name, load_steerable(ckpt), suite, overwrite=True, method=name,
+                            eval_path=str(suite_path), progress=progress)
+
+    fronted = [name for name in checkpoints if name not in registry.compared("users")]
     if jobs > 1 and len(todo) > 1:  # side by side, each in its own process (moalign.jobs)
-        train_all(todo, jobs, out / "shared")
+        todo.sort(key=lambda job: "rl" not in load_yaml(job.recipe))  # RL first: the slowest per step
+        train_all(todo, jobs, out / "shared",
+                  done=lambda job: front_of(Path(job.out).name) if Path(job.out).name in fronted else None)
     else:
         with sharing(out / "shared"):  # a training two methods ask for (a DPO expert) runs once
             for job in todo:
                 with stage(job.label):
                     train_recipe(job.recipe, list(job.overrides), out=job.out, overwrite=True,
                                  progress=progress, report_to=report_to)
-
-    fronts = []
-    for name, ckpt in checkpoints.items():
-        if name in registry.compared("users"):
-            continue
-        path = out / "fronts" / name / "front.json"
-        if path.exists():  # the base's front is reused only if it was traced from the same base
-            front = json.loads(path.read_text())
-            if name != "base" or front.get("checkpoint") == str(ckpt):
-                fronts.append(front)
-                continue
-        with stage(f"front of {name} on {suite.name}"):
-            front = trace_to(out / "fronts" / name, load_steerable(ckpt), suite, overwrite=True, method=name,
-                             eval_path=str(suite_path), progress=progress)
-        fronts.append(front)
+    fronts = [front_of(name) for name in fronted]
     png = (plot_fronts(fronts, out / "fronts.png", title=f"moalign compare: {suite.name} (seed {seed})")
            if fronts else None)
     users = {m: checkpoints[m] for m in methods if m in registry.compared("users")}

@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,12 @@ def _train(job: Training, shared: str) -> float:
     return time.time() - start
 
 
-def train_all(trainings: list[Training], jobs: int, shared: Path) -> None:
-    """Train every recipe, `jobs` at a time (the first error stops the rest and is raised)."""
+def train_all(trainings: list[Training], jobs: int, shared: Path,
+              done: Callable[[Training], None] | None = None) -> None:
+    """Train every recipe, `jobs` at a time (the first error stops the rest and is raised), calling
+    `done(training)` here as each finishes (compare traces its front while the others train)."""
+    import torch
+
     from moalign.device import _chosen
     from moalign.progress import say, stage
 
@@ -59,5 +64,12 @@ def train_all(trainings: list[Training], jobs: int, shared: Path) -> None:
                 seconds = future.result()
                 say(f"{futures[future].label}: done in {int(seconds) // 60}:{int(seconds) % 60:02d}")
                 shown.update(advance=1)
+                if done is not None:
+                    own = torch.get_num_threads()
+                    torch.set_num_threads(threads)  # this process's share while the workers train
+                    try:
+                        done(futures[future])
+                    finally:
+                        torch.set_num_threads(own)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
