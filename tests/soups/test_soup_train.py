@@ -42,7 +42,7 @@ def test_lora_dpo_soup_is_peft_cat_combination(base_dir, tmp_path):
     wall = time.time() - start
     soup = load_steerable(out)
     # train_seconds is the whole training (loading, pairs, saving), not the trainers' train() calls
-    assert 0.9 * wall <= soup.manifest.metrics["train_seconds"] <= wall
+    assert 0.9 * wall <= soup.manifest.metrics["train_seconds"] <= wall + 0.01  # rounded to 0.01 s
     assert soup.manifest.steering["semantics"] == "lora-cat"
     assert all((p / "adapter_config.json").exists() for p in soup.anchor_paths)
     w = {"helpful": 0.3, "harmless": 0.7}
