@@ -50,7 +50,7 @@ def main() -> None:
 
         def trainer(cls, data, **kw):
             args = DPOConfig(per_device_train_batch_size=batch_size, beta=0.1 / 0.5,
-                             **trainer_kwargs(Path(tmp) / "t", seed=0, progress=False), **kw.pop("args", {}))
+                             **trainer_kwargs(Path(tmp) / "t", seed=0), **kw.pop("args", {}))
             return cls(model=copy.deepcopy(model), args=args, train_dataset=Dataset.from_list(data),
                        processing_class=tok, **kw)
 

@@ -87,6 +87,7 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
         todo.append(Training(f"{i + 1}/{len(methods)} train {method}", str(recipe), tuple(overrides),
                              str(ckpt), report_to))
         (out / "fronts" / method / "front.json").unlink(missing_ok=True)
+
     def front_of(name: str) -> dict:
         path, ckpt = out / "fronts" / name / "front.json", checkpoints[name]
         if path.exists():  # the base's front is reused only if it was traced from the same base

@@ -50,7 +50,7 @@ def train_all(trainings: list[Training], jobs: int, shared: Path,
     import torch
 
     from moalign.device import _chosen
-    from moalign.progress import say, stage
+    from moalign.progress import clock, say, stage
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with stage(f"training {len(trainings)} methods, {jobs} at a time ({threads} thread(s) each)",
@@ -62,7 +62,7 @@ def train_all(trainings: list[Training], jobs: int, shared: Path,
             futures = {pool.submit(_train, job, str(shared)): job for job in trainings}
             for future in concurrent.futures.as_completed(futures):
                 seconds = future.result()
-                say(f"{futures[future].label}: done in {int(seconds) // 60}:{int(seconds) % 60:02d}")
+                say(f"{futures[future].label}: done in {clock(seconds)}")
                 shown.update(advance=1)
                 if done is not None:
                     own = torch.get_num_threads()

@@ -92,7 +92,8 @@ def warn(text: str) -> None:
         print(text, file=sys.stderr)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """`42 s`, or `m:ss` from a minute on."""
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
 
@@ -124,7 +125,7 @@ class Stage:
         steps = f" {self.completed}/{self.total}" if self.total else ""
         end = "stopped" if failed else "done"
         numbers = self.shown_numbers()
-        return (f"{'  ' * self.depth}{self.label}:{steps} {end} in {_clock(time.time() - self.start)}"
+        return (f"{'  ' * self.depth}{self.label}:{steps} {end} in {clock(time.time() - self.start)}"
                 + (f"  ({numbers})" if numbers else ""))
 
 

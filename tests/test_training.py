@@ -10,7 +10,7 @@ def test_building_trainer_arguments_leaves_the_global_generators_alone(tmp_path)
     torch.manual_seed(1)
     want = torch.rand(3)
     torch.manual_seed(1)
-    trainer_kwargs(tmp_path, seed=0, progress=False)
+    trainer_kwargs(tmp_path, seed=0)
     assert torch.equal(torch.rand(3), want)
 
 
@@ -30,13 +30,13 @@ def test_the_tracker_passes_through_to_the_trainers_and_keeps_its_files(tmp_path
     from moalign.errors import MoalignError
     from moalign.training import keep_tracker_logs, reporting, trainer_kwargs
 
-    assert trainer_kwargs(tmp_path / "t", seed=0, progress=False)["report_to"] == []  # default: none
+    assert trainer_kwargs(tmp_path / "t", seed=0)["report_to"] == []  # default: none
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: object() if name == "wandb" else real(name, *a))
     with reporting("wandb"):
-        assert trainer_kwargs(tmp_path / "t", seed=0, progress=False)["report_to"] == ["wandb"]
-    assert trainer_kwargs(tmp_path / "t", seed=0, progress=False)["report_to"] == []  # only inside
+        assert trainer_kwargs(tmp_path / "t", seed=0)["report_to"] == ["wandb"]
+    assert trainer_kwargs(tmp_path / "t", seed=0)["report_to"] == []  # only inside
     with pytest.raises(MoalignError, match="expected one of none, tensorboard, wandb, trackio"):
         with reporting("mlflow"):
             pass

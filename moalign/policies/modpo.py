@@ -165,7 +165,7 @@ def _stage2(base: str, rows: list[dict], ref: tuple[torch.Tensor, torch.Tensor],
     args = DPOConfig(num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                      beta=beta / w_k, loss_type=[cfg.loss_type], per_device_train_batch_size=cfg.batch_size,
                      lr_scheduler_type="constant", precompute_ref_log_probs=True,
-                     **trainer_kwargs(out / "_trainer", seed=cfg.seed, progress=progress))
+                     **trainer_kwargs(out / "_trainer", seed=cfg.seed))
     trainer = seeded(_trainer_class(), cfg.seed, model=model, args=args, train_dataset=data,
                      processing_class=tok, peft_config=cfg.lora.peft() if cfg.lora else None,
                      margin_beta=beta)

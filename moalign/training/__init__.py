@@ -30,14 +30,13 @@ def reporting(tracker: str) -> Iterator[None]:
         _report_to[0] = before
 
 
-def trainer_kwargs(output_dir: Path, *, seed: int, progress: bool) -> dict:
+def trainer_kwargs(output_dir: Path, *, seed: int) -> dict:
     """Keyword arguments for a TRL config (SFTConfig, DPOConfig, GRPOConfig, ...).
     bf16 where the GPU has it (TRL's default), fp32 on the CPU (where TRL's default fails). Gradient
     checkpointing (TRL's default) only on a GPU: on the CPU it recomputes every layer for nothing
-    (bench/checkpointing.py: 1.49x the time, identical weights). No tqdm
-    bars: moalign's display shows the steps (`moalign.progress`); the metric dicts the trainer prints
-    instead go to the run's log. TensorBoard's event files are kept in the run's `runs/`
-    (`keep_tracker_logs`)."""
+    (bench/checkpointing.py: 1.49x the time, identical weights). No tqdm bars: moalign's display
+    shows the steps (`moalign.progress`); the metric dicts the trainer prints instead go to the
+    run's log. TensorBoard's event files are kept in the run's `runs/` (`keep_tracker_logs`)."""
     import torch
     gpu = torch.cuda.is_available()
     tracker = _report_to[0]

@@ -59,7 +59,7 @@ def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | No
                                "rejected": completion_text(tok, r["prompt"], r["rejected"])} for r in pairs])
     args = DPOConfig(num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                      beta=cfg.beta, per_device_train_batch_size=cfg.batch_size, lr_scheduler_type="constant",
-                     **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
+                     **trainer_kwargs(out / "_trainer", seed=seed))
     trainer = shown(seeded(DPOTrainer, seed, model=model, args=args, train_dataset=data, processing_class=tok,
                            peft_config=lora.peft() if lora else None), progress)
     return train_and_save(trainer, out, tok)

@@ -24,6 +24,6 @@ def train_reward_model(base: str, pairs: list[dict], out: Path, *, epochs: float
                                "rejected": " " + p["rejected"]} for p in pairs])
     args = RewardConfig(num_train_epochs=epochs, learning_rate=learning_rate,
                         per_device_train_batch_size=batch_size,
-                        **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
+                        **trainer_kwargs(out / "_trainer", seed=seed))
     trainer = shown(RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok), progress)
     return train_and_save(trainer, out, tok)

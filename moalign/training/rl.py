@@ -70,8 +70,7 @@ def rl_dataset(tokenizer, cfg: RL):
                               for p in _raw_prompts(cfg.prompts)])
 
 
-def rl_args(cfg: RL, weights: list[float], output_dir: Path, *, seed: int, progress: bool,
-            beta: float | None = None):
+def rl_args(cfg: RL, weights: list[float], output_dir: Path, *, seed: int, beta: float | None = None):
     """TRL's GRPOConfig or RLOOConfig for `cfg` (beta overridable), with these reward weights."""
     from trl import GRPOConfig, RLOOConfig
 
@@ -84,7 +83,7 @@ def rl_args(cfg: RL, weights: list[float], output_dir: Path, *, seed: int, progr
                       num_generations=cfg.num_generations, per_device_train_batch_size=cfg.batch_size,
                       max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
                       reward_weights=[float(w) for w in weights], **extra,
-                      **trainer_kwargs(output_dir, seed=seed, progress=progress))
+                      **trainer_kwargs(output_dir, seed=seed))
 
 
 def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, out: Path, *,
@@ -104,7 +103,7 @@ def train_rl_on(base: str, reward_funcs: list, weights: list[float], cfg: RL, ou
     tok = load_tokenizer(base)
     model = load_causal_lm(base, train=True).train()
     trainer_cls = GRPOTrainer if cfg.algorithm == "grpo" else RLOOTrainer
-    args = rl_args(cfg, weights, out / "_trainer", seed=seed, progress=progress)
+    args = rl_args(cfg, weights, out / "_trainer", seed=seed)
     trainer = shown(seeded(trainer_cls, seed, model=model, reward_funcs=reward_funcs, args=args,
                            train_dataset=rl_dataset(tok, cfg), processing_class=tok,
                            peft_config=lora.peft() if lora else None), progress)

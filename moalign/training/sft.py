@@ -31,7 +31,7 @@ def train_sft(model_path: str, rows: list[dict], out: Path, *, epochs: float, le
                               for r in rows])
     args = SFTConfig(num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
                      learning_rate=learning_rate, lr_scheduler_type="constant", max_length=max_length,
-                     **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
+                     **trainer_kwargs(out / "_trainer", seed=seed))
     trainer = shown(seeded(SFTTrainer, seed, model=model, args=args, train_dataset=data,
                            processing_class=tok, peft_config=lora.peft() if lora else None), progress)
     return train_and_save(trainer, out, tok, merge_lora=lora is not None)

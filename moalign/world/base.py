@@ -86,7 +86,7 @@ def _train(out: Path, seed: int, progress: bool) -> dict:
     args = SFTConfig(num_train_epochs=TRAIN["epochs"], per_device_train_batch_size=TRAIN["batch_size"],
                      learning_rate=TRAIN["learning_rate"], warmup_steps=TRAIN["warmup_steps"],
                      lr_scheduler_type="cosine", weight_decay=0.0, max_length=ARCH["n_positions"],
-                     **trainer_kwargs(out / "_trainer", seed=seed, progress=progress))
+                     **trainer_kwargs(out / "_trainer", seed=seed))
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     _set_decoding(model.generation_config)

@@ -59,7 +59,7 @@ def test_one_objective_is_trls_dpo_loss(models, tokenizer, tmp_path):
     pc, pr = _logps(policy, tokenizer)
     rc, rr = _logps(ref, tokenizer)
     args = DPOConfig(beta=0.1, per_device_train_batch_size=4,
-                     **trainer_kwargs(tmp_path, seed=0, progress=False))
+                     **trainer_kwargs(tmp_path, seed=0))
     trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=_data(tokenizer),
                          processing_class=tokenizer)
     ours = modpo_loss(pc, pr, rc, rr, torch.zeros(4), beta=0.1, w_k=1.0).mean().item()
@@ -76,7 +76,7 @@ def test_trainer_computes_the_modpo_loss(models, tokenizer, tmp_path):
     w_k, beta = 0.4, 0.1
     # the reference model enters only through the precomputed log-probs: pass it as the initial policy
     args = DPOConfig(beta=beta / w_k, precompute_ref_log_probs=True, per_device_train_batch_size=4,
-                     **trainer_kwargs(tmp_path, seed=0, progress=False))
+                     **trainer_kwargs(tmp_path, seed=0))
     trainer = _trainer_class()(model=copy.deepcopy(ref), args=args,
                                train_dataset=_data(tokenizer, (m_c, m_r)),
                                processing_class=tokenizer, margin_beta=beta)
