@@ -3,8 +3,12 @@
 Requests that the policy can answer with one model (`SteerablePolicy.batch_key`: the same
 preference for a soup, any preference for a prompt-conditioned policy) and that share decoding
 settings, arriving within `window` seconds, are answered by one batched generate call. All model
-work of a checkpoint runs on its own single thread, so materialised models (a soup's LRU cache) are
-never switched under a running generation, and the event loop stays free to accept requests.
+work of every checkpoint runs on one thread per process (`model_thread`), so materialised models (a
+soup's LRU cache) are never switched under a running generation, and the event loop stays free to
+accept requests. One thread, not one per checkpoint: every thread that runs torch ops gets its own
+OpenMP pool, and two pools on the same cores put libgomp in its throttled mode, where each parallel
+region wakes its threads through the kernel (a decode step's small matmuls ran 1.7x slower on 2 cores
+once a second thread had used torch; bench/serve_load.py measures the server).
 Prompt checks (rendering and counting tokens) run on a second thread with its own copy of the
 tokenizer: a fast tokenizer is not safe to call from two threads at once. Streaming requests run
 alone, pushing text to the client as tokens are produced, and stop when the client goes away.
@@ -28,6 +32,16 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 from moalign.errors import MoalignError
 from moalign.models import generate_rendered
 from moalign.steerable import SteerablePolicy
+
+_MODEL_THREAD: list[concurrent.futures.ThreadPoolExecutor] = []
+
+
+def model_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """The process's one thread for model work (loading, generation), shared by every engine."""
+    if not _MODEL_THREAD:
+        _MODEL_THREAD.append(concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                                   thread_name_prefix="moalign-model"))
+    return _MODEL_THREAD[0]
 
 
 @dataclass
@@ -97,7 +111,7 @@ class Engine:
                  max_rows: int = 64):
         self.name, self.policy = name, policy
         self.max_batch, self.window, self.max_rows = max_batch, window, max_rows
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gen-{name}")
+        self.executor = model_thread()
         self.checker = concurrent.futures.ThreadPoolExecutor(max_workers=1,
                                                              thread_name_prefix=f"check-{name}")
         self._check_tokenizer = None  # the checker thread's own copy
@@ -250,5 +264,4 @@ class Engine:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
         self.checker.shutdown(wait=False, cancel_futures=True)

@@ -287,25 +287,32 @@ class LoraRowMixer:
 
     def _forward(self, layer, names: list[str]):
         """base(x) + ((x A^T) * per-row scales) B^T with every anchor's A stacked (rank sum R, in),
-        its B side by side (out, R): two small matmuls a layer however many anchors there are."""
+        its B side by side (out, R): two small matmuls a layer however many anchors there are, written
+        as few torch calls as possible (a decode step runs this in 7 layers x 30 blocks of SmolLM2,
+        where each call's overhead, not the arithmetic, is the cost: 4 calls, not 10, took the
+        overhead on a 576 -> 1536 layer at 8 rows from 101 to 24 us)."""
         parts = [(a, layer.lora_A[n].weight, layer.lora_B[n].weight, layer.scaling[n])
                  for a, n in enumerate(names) if n in layer.lora_A]
-        stacked_a = torch.cat([w for _, w, _, _ in parts]).detach()
-        stacked_b = torch.cat([w for _, _, w, _ in parts], dim=1).detach()
-        index = torch.tensor([a for a, w, _, _ in parts for _ in range(w.shape[0])], device=stacked_a.device)
-        scale = torch.tensor([s for _, w, _, s in parts for _ in range(w.shape[0])], dtype=stacked_a.dtype,
-                             device=stacked_a.device)
+        a_t = torch.cat([w for _, w, _, _ in parts]).detach().t().contiguous()  # (in, R)
+        b_t = torch.cat([w for _, _, w, _ in parts], dim=1).detach().t().contiguous()  # (R, out)
+        index = torch.tensor([a for a, w, _, _ in parts for _ in range(w.shape[0])], device=a_t.device)
+        scale = torch.tensor([s for _, w, _, s in parts for _ in range(w.shape[0])], dtype=a_t.dtype,
+                             device=a_t.device)
         entry = {"index": index, "scale": scale, "rows": None}
         self._layers.append(entry)
+        rank = a_t.shape[1]
 
         def mixed(x, *args, **kwargs):
             y = layer.base_layer(x, *args, **kwargs)
-            rows = entry["rows"]
+            rows = entry["rows"]  # (rows, 1, R)
             if rows is None:
                 raise MoalignError("LoraRowMixer: set the rows' coefficients first (LoraRowMixer.set)")
-            low = torch.matmul(x.to(stacked_a.dtype), stacked_a.t())
-            low = low * rows.view((rows.shape[0],) + (1,) * (low.dim() - 2) + (rows.shape[1],))
-            return y + torch.matmul(low, stacked_b.t()).to(y.dtype)
+            flat = x.reshape(-1, x.shape[-1])
+            low = torch.mm(flat if flat.dtype == a_t.dtype else flat.to(a_t.dtype), a_t)
+            low = low.view(rows.shape[0], -1, rank).mul_(rows).view(-1, rank)
+            if y.dtype != a_t.dtype:
+                return y + torch.mm(low, b_t).view(y.shape).to(y.dtype)
+            return torch.addmm(y.reshape(-1, y.shape[-1]), low, b_t).view(y.shape)
 
         return mixed
 
@@ -313,7 +320,7 @@ class LoraRowMixer:
         """Per-row anchor coefficients (rows, anchors), each row on the simplex."""
         lam = torch.as_tensor(np.asarray(coef, dtype=np.float32)).to(self.model.device)
         for entry in self._layers:  # each row's weight on each rank-1 component: lambda_a s_a
-            entry["rows"] = (lam[:, entry["index"]] * entry["scale"]).to(self.model.dtype)
+            entry["rows"] = (lam[:, entry["index"]] * entry["scale"]).to(entry["scale"].dtype).unsqueeze(1)
 
 
 class InterpolationPolicy(SteerablePolicy):

@@ -91,6 +91,28 @@ def test_same_steering_is_batched(running):
     assert engine.batches - before < 8  # at least two requests shared a generate call
 
 
+def test_every_checkpoint_generates_on_one_thread(running, monkeypatch):
+    """Two threads that run torch ops each get an OpenMP pool, and two pools on the same cores slow
+    every small op 1.7x (the engine's docstring): both checkpoints' generations share one thread."""
+    import threading
+
+    from moalign.serve import engine as engine_module
+    seen = []
+    for engine in running.server.engines.values():
+        complete = engine.policy.complete
+
+        def spy(*args, complete=complete, **kwargs):
+            seen.append(threading.get_ident())
+            return complete(*args, **kwargs)
+        monkeypatch.setattr(engine.policy, "complete", spy)
+    for model in ("base", "soup"):
+        r = client(running).chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+        assert r.choices[0].message.content is not None
+    assert len(seen) == 2 and seen[0] == seen[1] != threading.get_ident()
+    assert {e.executor for e in running.server.engines.values()} == {engine_module.model_thread()}
+
+
 BAD = [
     ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, 404, "not found"),
     ({"model": "soup", "messages": [{"role": "user", "content": "hi"}], "preference": {"wit": 1}}, 400,

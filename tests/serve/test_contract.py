@@ -219,7 +219,7 @@ def test_the_event_loop_never_uses_the_generation_tokenizer(strict, monkeypatch)
     assert post(strict.url, chat()).status_code == 200
     with httpx.stream("POST", strict.url + "/v1/chat/completions", json=chat(stream=True), timeout=60) as r:
         assert r.status_code == 200 and "[DONE]" in r.read().decode()
-    assert threads and all(name.startswith("gen-soup") for name in threads), threads
+    assert threads and all(name.startswith("moalign-model") for name in threads), threads
 
 
 def test_eight_clients_careless_and_hostile(strict):
