@@ -101,6 +101,7 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
     fronted = [name for name in checkpoints if name not in registry.compared("users")]
     if jobs > 1 and len(todo) > 1:  # side by side, each in its own process (moalign.jobs)
         todo.sort(key=lambda job: "rl" not in load_yaml(job.recipe))  # RL first: the slowest per step
+        todo = _after_reused(todo)
         train_all(todo, jobs, out / "shared",
                   done=lambda job: front_of(Path(job.out).name) if Path(job.out).name in fronted else None)
     else:
@@ -122,6 +123,23 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
     (out / "compare.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "compare.md").write_text(md)
     return summary
+
+
+def _after_reused(todo: list) -> list:
+    """Each training that reuses another method's trainings (registry `reuses`: MORLHF's vertices
+    are an RL soup's experts, MODPO's margin and plain end a DPO soup's) starts after that method:
+    side by side, both would train them."""
+    from dataclasses import replace
+
+    from moalign.config import load_yaml
+    by_method = {Path(job.out).name: job for job in todo}
+    out = []
+    for job in todo:
+        reuse = registry.method(Path(job.out).name).reuses
+        source = by_method.get(reuse[0]) if reuse else None
+        out.append(replace(job, after=(source.label,)) if source and reuse[1] in load_yaml(source.recipe)
+                   else job)
+    return out
 
 
 def table(fronts: list[dict]) -> list[dict]:

@@ -11,7 +11,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
+
+from moalign.errors import MoalignError
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class Training:
     overrides: tuple[str, ...]
     out: str
     report_to: str | None = None
+    after: tuple[str, ...] = ()  # labels of trainings to finish first (their trainings are reused)
 
 
 def _start_worker(threads: int, device: str | None, dtype: str | None) -> None:
@@ -43,10 +46,17 @@ def _train(job: Training, shared: str) -> float:
     return time.time() - start
 
 
+def _ready(waiting: list[Training], running: Iterable[Training]) -> Training | None:
+    """The first waiting training none of whose `after` is waiting or running (None: none yet)."""
+    busy = {job.label for job in (*waiting, *running)}
+    return next((job for job in waiting if not busy & set(job.after)), None)
+
+
 def train_all(trainings: list[Training], jobs: int, shared: Path,
               done: Callable[[Training], None] | None = None) -> None:
-    """Train every recipe, `jobs` at a time (the first error stops the rest and is raised), calling
-    `done(training)` here as each finishes (compare traces its front while the others train)."""
+    """Train every recipe, `jobs` at a time, in order, each once its `after` have finished (the first
+    error stops the rest and is raised), calling `done(training)` here as each finishes (compare
+    traces its front while the others train)."""
     import torch
 
     from moalign.device import _chosen
@@ -59,17 +69,29 @@ def train_all(trainings: list[Training], jobs: int, shared: Path,
             max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
             initargs=(threads, _chosen["device"], _chosen["dtype"]))
         try:
-            futures = {pool.submit(_train, job, str(shared)): job for job in trainings}
-            for future in concurrent.futures.as_completed(futures):
+            waiting, futures = list(trainings), {}
+
+            def submit() -> None:  # fill the free workers, before this process traces a front
+                while len(futures) < jobs and (job := _ready(waiting, futures.values())) is not None:
+                    waiting.remove(job)
+                    futures[pool.submit(_train, job, str(shared))] = job
+
+            submit()
+            while futures:
+                future = next(concurrent.futures.as_completed(futures))
+                job = futures.pop(future)
                 seconds = future.result()
-                say(f"{futures[future].label}: done in {clock(seconds)}")
+                submit()
+                say(f"{job.label}: done in {clock(seconds)}")
                 shown.update(advance=1)
                 if done is not None:
                     own = torch.get_num_threads()
                     torch.set_num_threads(threads)  # this process's share while the workers train
                     try:
-                        done(futures[future])
+                        done(job)
                     finally:
                         torch.set_num_threads(own)
+            if waiting:
+                raise MoalignError(f"trainings wait for each other: {', '.join(j.label for j in waiting)}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

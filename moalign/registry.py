@@ -66,6 +66,9 @@ class Method:
     suite: Callable[[dict[str, str]], list[str]] = _none  # overrides: a suite's objectives into the recipe
     demo: list[str] | None = None  # the demo's overrides (None: not in the demo)
     claim: tuple[str, Callable[[Row], bool | None]] | None = None  # its paper's headline, checked on its row
+    # (method, recipe key): some of its trainings are that method's when that method's recipe has the key
+    # (the soup's experts), so `compare --jobs` starts it after that method (files.sharing reuses them)
+    reuses: tuple[str, str] | None = None
 
 
 REGISTRY: tuple[Method, ...] = (
@@ -79,11 +82,12 @@ REGISTRY: tuple[Method, ...] = (
     Method("morlhf", "moalign.policies.morlhf", "policies/morlhf.yaml",
            "interpolation (grid points; nearest with 3+ objectives)", "one reward per objective and prompts",
            "you need the reference front, or the best trade-offs regardless of cost (one RL run per point)",
-           default=True, suite=lambda o: _specs(o) + _grid(o), demo=["grid=2", "rl.steps=80"]),
+           default=True, suite=lambda o: _specs(o) + _grid(o), demo=["grid=2", "rl.steps=80"],
+           reuses=("soup", "rl")),
     Method("modpo", "moalign.policies.modpo", "policies/modpo.yaml", "interpolation (grid points)",
            "`pairwise_multi` labels; margin models come from DPO, a reward model, or a spec",
            "you have offline per-objective labels and no RL setup",
-           default=True, demo=["grid=2"],
+           default=True, demo=["grid=2"], reuses=("soup", "dpo"),
            # pairs of the second objective, as the recipe; as many points as MORLHF's front
            suite=lambda o: _margins(o) + [f"train_on={list(o)[1]}"] + _grid(o),
            claim=("HV >= 0.95x MORLHF's at <= 1/3 of its compute", _claim("hv_vs_morlhf", 0.95, 1 / 3))),

@@ -25,3 +25,24 @@ def test_methods_trained_side_by_side_equal_each_trained_alone(base_dir, tmp_pat
     for name, _, _, weights in runs:
         side, alone = (tmp_path / "side" / name / weights), (tmp_path / "alone" / name / weights)
         assert side.read_bytes() == alone.read_bytes()
+
+
+def test_a_method_that_reuses_the_soups_trainings_starts_after_the_soup():
+    """Side by side, MORLHF and an RL soup would both train the soup's experts (MORLHF's vertices);
+    MODPO reuses a DPO soup's experts, not an RL soup's."""
+    from moalign.compare import _after_reused
+    from moalign.jobs import _ready
+
+    def job(name, recipe):
+        return Training(f"train {name}", recipe, (), f"/runs/{name}")
+
+    rl = _after_reused([job("soup", "soups/world.yaml"), job("morlhf", "policies/morlhf.yaml"),
+                        job("modpo", "policies/modpo.yaml"), job("clp", "policies/clp.yaml")])
+    assert [j.after for j in rl] == [(), ("train soup",), (), ()]
+    dpo = _after_reused([job("soup", "soups/world_dpo.yaml"), job("morlhf", "policies/morlhf.yaml"),
+                         job("modpo", "policies/modpo.yaml")])
+    assert [j.after for j in dpo] == [(), (), ("train soup",)]
+    soup, morlhf, modpo, clp = rl
+    assert _ready([morlhf, modpo, clp], [soup]) is modpo  # MORLHF waits while the soup trains
+    assert _ready([morlhf, clp], []) is morlhf  # the soup is done
+    assert _ready(rl[1:], []) is morlhf and _ready([morlhf], []) is morlhf  # no soup in this compare

@@ -5,7 +5,8 @@ sum_i w_i r_i(x, y) with KL to the base (TRL's GRPO/RLOO with `reward_weights`):
 point, so the front costs one RL run per point. The checkpoint is a steerable front: a preference
 between the trained points is served by interpolating the two neighbouring policies in weight
 space (they share the init), or by the nearest policy with three objectives or more
-(`InterpolationPolicy`).
+(`InterpolationPolicy`). The points at the simplex's vertices are the soup's experts (RL on one
+objective), and `compare` trains them once for both.
 
 Deviations from the RiC repository's MORLHF: GRPO instead of PPO; the weighted sum is not divided
 by the sum of weights (the grid is on the simplex, so the sum is 1).
@@ -18,7 +19,7 @@ from pydantic import Field
 
 from moalign.config import Seed, Strict
 from moalign.training.lora import Lora
-from moalign.training.rl import RL, train_rl
+from moalign.training.rl import RL, rl_key, train_rl
 
 
 class Config(Strict):
@@ -56,7 +57,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                                     lambda: train_rl(base, cfg.objectives, list(pref.weights), cfg.rl,
                                                      tmp / rel, lora=cfg.lora, seed=cfg.seed,
                                                      progress=progress),
-                                    watch))
+                                    watch, share=rl_key(base, cfg.objectives, list(pref.weights), cfg.rl,
+                                                        cfg.lora, cfg.seed)))
             anchors.append({"preference": pref.as_dict(), "path": rel})
         write_manifest(tmp, method="morlhf", objectives=names, base=base, anchors=anchors,
                        tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",

@@ -22,7 +22,7 @@ from moalign.errors import MoalignError
 from moalign.training.dpo import DPO, dpo_key, dpo_pairs, train_dpo
 from moalign.training.interpolation import anchors_at_vertices, write_manifest
 from moalign.training.lora import Lora
-from moalign.training.rl import RL, train_rl
+from moalign.training.rl import RL, rl_key, train_rl
 
 
 class Config(Strict):
@@ -78,7 +78,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                                          lambda: train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.rl,
                                                           target, lora=cfg.lora, seed=cfg.seed,
                                                           progress=progress),
-                                         watch)
+                                         watch, share=rl_key(base, {name: cfg.objectives[name]}, [1.0],
+                                                             cfg.rl, cfg.lora, cfg.seed))
                 else:
                     seconds[name] = step(target,
                                          lambda: train_dpo(base, name, cfg.dpo, target, lora=cfg.lora,

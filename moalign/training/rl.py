@@ -5,12 +5,15 @@ weights is MORLHF; CLP and MaxMin train through the same arguments. Full fine-tu
 adapter is saved as is). Returns the training seconds."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from moalign.config import Strict
+from moalign.errors import MoalignError
 from moalign.training.lora import Lora
 
 
@@ -86,8 +89,31 @@ def rl_args(cfg: RL, weights: list[float], output_dir: Path, *, seed: int, beta:
                       **trainer_kwargs(output_dir, seed=seed))
 
 
+def weighted(objectives: dict[str, str], weights: list[float]) -> tuple[dict[str, str], list[float]]:
+    """The objectives with a nonzero weight, and their weights: a reward at weight 0 adds nothing to
+    any completion's reward (either aggregation), so it is not scored, and MORLHF's point at a vertex
+    of the simplex is the same training as the soup's expert on that objective."""
+    if len(objectives) != len(weights):
+        raise MoalignError(f"{len(weights)} reward weights for {len(objectives)} objectives")
+    kept = [(name, spec, float(w)) for (name, spec), w in zip(objectives.items(), weights) if w != 0]
+    if not kept:
+        raise MoalignError("every reward weight is 0: nothing to train on")
+    return {name: spec for name, spec, _ in kept}, [w for _, _, w in kept]
+
+
+def rl_key(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, lora: Lora | None,
+           seed: int) -> str:
+    """What `train_rl` reads, hashed: equal keys train the same model (`moalign.files.sharing`)."""
+    objectives, weights = weighted(objectives, weights)
+    blob = json.dumps({"base": str(base), "objectives": objectives, "weights": weights,
+                       "rl": cfg.model_dump(), "lora": lora.model_dump() if lora else None, "seed": seed},
+                      sort_keys=True)
+    return "rl-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, out: Path, *,
              lora: Lora | None = None, seed: int = 0, progress: bool = True) -> float:
+    objectives, weights = weighted(objectives, weights)
     return train_rl_on(base, reward_functions(objectives), weights, cfg, out, lora=lora, seed=seed,
                        progress=progress)
 

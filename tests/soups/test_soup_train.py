@@ -91,6 +91,32 @@ def test_morlhf_resumes_after_a_crash_without_retraining_finished_points(base_di
     assert seconds["train_seconds"] >= sum(seconds["point_seconds"]) - 0.02
 
 
+def test_morlhfs_vertices_are_the_soups_experts_and_train_once(base_dir, tmp_path, monkeypatch):
+    """MORLHF's point at w = (1, 0) is RL on helpful alone (a reward at weight 0 is not scored), the
+    soup's expert: inside `compare` (files.sharing) it trains once, and the copy has the bytes the
+    soup's own training writes."""
+    import moalign.soups.soup as soup_module
+    from moalign.files import sharing
+    alone = train_recipe("soups/world.yaml", [f"base_model={base_dir}", *FAST_RL],
+                         out=str(tmp_path / "alone"), progress=False)
+    calls = []
+    real = soup_module.train_rl
+    monkeypatch.setattr(soup_module, "train_rl", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    with sharing(tmp_path / "shared"):
+        morlhf = train_recipe("policies/morlhf.yaml", [f"base_model={base_dir}", "grid=2", *FAST_RL],
+                              out=str(tmp_path / "morlhf"), progress=False)
+        soup = train_recipe("soups/world.yaml", [f"base_model={base_dir}", *FAST_RL],
+                            out=str(tmp_path / "soup"), progress=False)
+    assert calls == [] and len(list((tmp_path / "shared").iterdir())) == 3  # MORLHF's points
+    for name, point in (("helpful", "02"), ("harmless", "00")):
+        weights = (alone / "experts" / name / "model.safetensors").read_bytes()
+        assert (soup / "experts" / name / "model.safetensors").read_bytes() == weights
+        assert (morlhf / "points" / point / "model.safetensors").read_bytes() == weights
+    seconds = load_steerable(morlhf).manifest.metrics["point_seconds"]
+    assert load_steerable(soup).manifest.metrics["expert_seconds"] == {"helpful": seconds[2],
+                                                                       "harmless": seconds[0]}
+
+
 @pytest.mark.slow
 def test_reproduce_soup_vs_morlhf_helpful_harmless(base_dir, tmp_path):
     """The README's headline for soups (about 12 minutes on 2 cores): at the same 6 preferences,
