@@ -12,7 +12,9 @@ per second; target >= 0.9). Plain and steered requests send no seed: a sampled r
 explicit seed is batched only with the same seed, so that the seed reproduces its answer.
 Run: `.venv/bin/python bench/serve_load.py [--clients 8] [--seconds 20]`; with `--soup DIR` (e.g. a
 SmolLM2 soup: `moalign train soups/real_dpo.yaml`), the plain and steered phases run on that soup and
-its base instead (no users phase).
+its base instead (no users phase); give it `--seconds 60` there: a batch of 8 SmolLM2 answers takes
+about 5 s on 2 CPU cores, so a 20 s phase holds four batches and its first (clients that arrive
+more than the batching window apart start a batch short) weighs on the ratio.
 """
 from __future__ import annotations
 

@@ -103,7 +103,8 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
         todo.sort(key=lambda job: "rl" not in load_yaml(job.recipe))  # RL first: the slowest per step
         todo = _after_reused(todo)
         train_all(todo, jobs, out / "shared",
-                  done=lambda job: front_of(Path(job.out).name) if Path(job.out).name in fronted else None)
+                  done=lambda job: (f"front HV {front_of(Path(job.out).name)['hypervolume']:.3f}"
+                                    if Path(job.out).name in fronted else None))
     else:
         with sharing(out / "shared"):  # a training two methods ask for (a DPO expert) runs once
             for job in todo:

@@ -53,10 +53,10 @@ def _ready(waiting: list[Training], running: Iterable[Training]) -> Training | N
 
 
 def train_all(trainings: list[Training], jobs: int, shared: Path,
-              done: Callable[[Training], None] | None = None) -> None:
+              done: Callable[[Training], str | None] | None = None) -> None:
     """Train every recipe, `jobs` at a time, in order, each once its `after` have finished (the first
     error stops the rest and is raised), calling `done(training)` here as each finishes (compare
-    traces its front while the others train)."""
+    traces its front while the others train; what it returns ends the training's line)."""
     import torch
 
     from moalign.device import _chosen
@@ -82,15 +82,17 @@ def train_all(trainings: list[Training], jobs: int, shared: Path,
                 job = futures.pop(future)
                 seconds = future.result()
                 submit()
-                say(f"{job.label}: done in {clock(seconds)}")
-                shown.update(advance=1)
+                note = None
                 if done is not None:
                     own = torch.get_num_threads()
                     torch.set_num_threads(threads)  # this process's share while the workers train
                     try:
-                        done(job)
+                        note = done(job)
                     finally:
                         torch.set_num_threads(own)
+                shown.numbers.clear()  # a front's numbers belong on its method's line, not this stage's
+                say(f"{job.label}: done in {clock(seconds)}" + (f", {note}" if note else ""))
+                shown.update(advance=1)
             if waiting:
                 raise MoalignError(f"trainings wait for each other: {', '.join(j.label for j in waiting)}")
         finally:
