@@ -106,7 +106,7 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
                   done=lambda job: (f"front HV {front_of(Path(job.out).name)['hypervolume']:.3f}"
                                     if Path(job.out).name in fronted else None))
     else:
-        with sharing(out / "shared"):  # a training two methods ask for (a DPO expert) runs once
+        with sharing(out / "shared"):  # a training two methods ask for (a soup's expert) runs once
             for job in todo:
                 with stage(job.label):
                     train_recipe(job.recipe, list(job.overrides), out=job.out, overwrite=True,

@@ -159,6 +159,12 @@ def sharing(root: Path) -> Iterator[None]:
         _SHARED.reset(token)
 
 
+def share_key(kind: str, **reads) -> str:
+    """`<kind>-<hash>` of everything a training reads (JSON-able): equal keys train the same model,
+    which `step(share=...)` then trains once inside `sharing`."""
+    return f"{kind}-" + hashlib.sha256(json.dumps(reads, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def step(path: Path, run: Callable[[], object], watch: Stopwatch | None = None,
          share: str | None = None) -> float:
     """`run()` (which writes `path`) unless an earlier attempt of a resumed run finished it, or an

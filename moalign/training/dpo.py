@@ -3,8 +3,6 @@ by better_<objective>), or a `pairwise` file of its own (`data: {helpful: FILE, 
 Full fine-tuning or LoRA (the adapter is saved as is). Returns the training seconds."""
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Literal, Union
 
@@ -37,9 +35,9 @@ def dpo_pairs(cfg: DPO, objectives: list[str]) -> dict[str, list[dict]]:
 
 def dpo_key(base: str, cfg: DPO, pairs: list[dict], lora: Lora | None, seed: int) -> str:
     """What `train_dpo` reads, hashed: equal keys train the same model (`moalign.files.sharing`)."""
-    blob = json.dumps({"base": str(base), "dpo": cfg.model_dump(exclude={"data", "columns"}), "pairs": pairs,
-                       "lora": lora.model_dump() if lora else None, "seed": seed}, sort_keys=True)
-    return "dpo-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+    from moalign.files import share_key
+    return share_key("dpo", base=str(base), dpo=cfg.model_dump(exclude={"data", "columns"}), pairs=pairs,
+                     lora=lora.model_dump() if lora else None, seed=seed)
 
 
 def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | None = None, seed: int = 0,

@@ -5,8 +5,6 @@ weights is MORLHF; CLP and MaxMin train through the same arguments. Full fine-tu
 adapter is saved as is). Returns the training seconds."""
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -105,10 +103,9 @@ def rl_key(base: str, objectives: dict[str, str], weights: list[float], cfg: RL,
            seed: int) -> str:
     """What `train_rl` reads, hashed: equal keys train the same model (`moalign.files.sharing`)."""
     objectives, weights = weighted(objectives, weights)
-    blob = json.dumps({"base": str(base), "objectives": objectives, "weights": weights,
-                       "rl": cfg.model_dump(), "lora": lora.model_dump() if lora else None, "seed": seed},
-                      sort_keys=True)
-    return "rl-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+    from moalign.files import share_key
+    return share_key("rl", base=str(base), objectives=objectives, weights=weights, rl=cfg.model_dump(),
+                     lora=lora.model_dump() if lora else None, seed=seed)
 
 
 def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, out: Path, *,
