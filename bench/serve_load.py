@@ -12,9 +12,12 @@ per second; target >= 0.9). Plain and steered requests send no seed: a sampled r
 explicit seed is batched only with the same seed, so that the seed reproduces its answer.
 Run: `.venv/bin/python bench/serve_load.py [--clients 8] [--seconds 20]`; with `--soup DIR` (e.g. a
 SmolLM2 soup: `moalign train soups/real_dpo.yaml`), the plain and steered phases run on that soup and
-its base instead (no users phase); give it `--seconds 60` there: a batch of 8 SmolLM2 answers takes
-about 5 s on 2 CPU cores, so a 20 s phase holds four batches and its first (clients that arrive
-more than the batching window apart start a batch short) weighs on the ratio.
+its base instead (no users phase), with a third kind, one preference (the soup's merged model), and
+the kinds take turns `--rounds` times, so that a drift of the machine's speed (this project's CPU
+machine drifts by ~25% within an hour) falls on each kind alike; each kind's tokens/s pools its
+rounds. Give it `--seconds 60` there: a batch of 8 SmolLM2 answers takes about 5 s on 2 CPU cores,
+so a 20 s phase holds four batches and its first (clients that arrive more than the batching window
+apart start a batch short) weighs on the ratio.
 """
 from __future__ import annotations
 
@@ -116,24 +119,40 @@ def soup_only(args) -> None:
     from moalign.bases import resolve_model
     server = load_server([f"base={resolve_model(manifest.base_model)}", f"soup={args.soup}"],
                          max_tokens_cap=256)
+    kinds = {"plain": ("base", None), "steered": ("soup", presets),
+             # one preference: the soup's merged model for it (no per-row mixing), answers of the soup's kind
+             "one pref": ("soup", presets[len(presets) // 2:][:1])}
     with BackgroundServer(create_app(server), server) as s:
         phase(s.url, "base", 2, 2, None)  # warm-up (loads the models)
         phase(s.url, "soup", 2, 2, presets)
-        plain = phase(s.url, "base", args.clients, args.seconds, None)
-        steered = phase(s.url, "soup", args.clients, args.seconds, presets)
-        # one preference: the soup's merged model for it (no per-row mixing), answers of the soup's kind
-        single = phase(s.url, "soup", args.clients, args.seconds, presets[len(presets) // 2:][:1])
-    print(f"serve load on {args.soup}: {args.clients} clients x {args.seconds:.0f} s per phase, "
-          f"{len(presets)} preferences, loopback, max_tokens 32, {torch.get_num_threads()} torch threads")
-    for name, r in (("plain", plain), ("steered", steered), ("one pref", single)):
-        print(f"  {name:8s} {r['requests']:5d} requests  {r['rps']:6.1f} req/s  "
-              f"p50 {r['p50'] * 1e3:7.1f} ms  "
-              f"p99 {r['p99'] * 1e3:7.1f} ms  errors {r['errors']}  {r['tokens_per_s']:7.1f} tokens/s  "
-              f"{r['tokens_per_s'] * r['wall'] / max(r['requests'], 1):5.1f} tokens/answer")
-    print(f"errors = {plain['errors'] + steered['errors'] + single['errors']}  (target 0)")
-    print(f"steered / plain throughput = {steered['tokens_per_s'] / plain['tokens_per_s']:.2f}  "
-          f"(target >= 0.9); steered / one preference = "
-          f"{steered['tokens_per_s'] / single['tokens_per_s']:.2f}")
+        runs = {name: [] for name in kinds}
+        for _ in range(args.rounds):  # interleaved: the machine's drift falls on every kind alike
+            for name, (model, steering) in kinds.items():
+                runs[name].append(phase(s.url, model, args.clients, args.seconds, steering))
+    print(f"serve load on {args.soup}: {args.clients} clients, {len(presets)} preferences, "
+          f"{args.rounds} rounds of {args.seconds:.0f} s per kind, loopback, max_tokens 32, "
+          f"{torch.get_num_threads()} torch threads")
+    totals = {name: pooled(r) for name, r in runs.items()}
+    for name, r in totals.items():
+        print(f"  {name:8s} {r['requests']:5d} requests  {r['rps']:6.1f} req/s  p50 {r['p50'] * 1e3:7.1f} ms"
+              f"  errors {r['errors']}  {r['tokens_per_s']:7.1f} tokens/s  "
+              f"{r['tokens_per_answer']:5.1f} tokens/answer")
+    each = [f"{s['tokens_per_s'] / p['tokens_per_s']:.2f}" for s, p in zip(runs["steered"], runs["plain"])]
+    print(f"errors = {sum(r['errors'] for r in totals.values())}  (target 0)")
+    ratio = totals["steered"]["tokens_per_s"] / totals["plain"]["tokens_per_s"]
+    print(f"steered / plain throughput = {ratio:.2f}  (target >= 0.9; by round {', '.join(each)}); "
+          f"steered / one preference = "
+          f"{totals['steered']['tokens_per_s'] / totals['one pref']['tokens_per_s']:.2f}")
+
+
+def pooled(results: list[dict]) -> dict:
+    """One kind's rounds as one phase: tokens and requests over the summed wall time."""
+    wall = sum(r["wall"] for r in results)
+    requests = sum(r["requests"] for r in results)
+    tokens = sum(r["tokens_per_s"] * r["wall"] for r in results)
+    return {"requests": requests, "rps": requests / wall, "tokens_per_s": tokens / wall,
+            "p50": statistics.median(r["p50"] for r in results), "errors": sum(r["errors"] for r in results),
+            "tokens_per_answer": tokens / max(requests, 1)}
 
 
 def main() -> None:
@@ -144,6 +163,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=8, help="distinct users among user requests")
     parser.add_argument("--soup", type=Path, default=None,
                         help="a soup checkpoint to load instead (and its base)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="with --soup: the kinds take turns this many times, --seconds each")
     args = parser.parse_args()
     if args.soup is not None:
         return soup_only(args)
