@@ -1,6 +1,7 @@
 """`compare --jobs`: methods trained side by side, each in its own process, equal the same methods
 trained alone with the same number of threads."""
 import os
+from pathlib import Path
 
 import torch
 
@@ -46,3 +47,14 @@ def test_a_method_that_reuses_the_soups_trainings_starts_after_the_soup():
     assert _ready([morlhf, modpo, clp], [soup]) is modpo  # MORLHF waits while the soup trains
     assert _ready([morlhf, clp], []) is morlhf  # the soup is done
     assert _ready(rl[1:], []) is morlhf and _ready([morlhf], []) is morlhf  # no soup in this compare
+
+
+def test_the_demos_trainings_start_longest_first():
+    """RL methods first (the slowest per step), methods that reuse another's trainings last (the
+    least of their own: they fill the tail); otherwise the order given."""
+    from moalign.compare import _after_reused, _start_order
+    from moalign.registry import demo_methods, method
+
+    todo = [Training(f"train {m}", method(m).recipe, (), f"/runs/{m}") for m in demo_methods()]
+    order = [Path(j.out).name for j in sorted(_after_reused(todo), key=_start_order)]
+    assert order == ["soup", "clp", "sft", "modpo", "ric", "dpa", "morlhf"]
