@@ -77,12 +77,23 @@ def phase(url: str, model: str, clients: int, seconds: float, steering: list | N
         t.start()
     for t in threads:
         t.join()
-    wall = time.time() - start
+    return summary(latencies, tokens[0], errors[0], time.time() - start, answers=answers)
+
+
+def summary(latencies: list[float], tokens: int, errors: int, wall: float, **extra) -> dict:
+    """A phase's numbers from what its clients counted."""
     lat = sorted(latencies)
     return {"requests": len(lat), "rps": len(lat) / wall,
             "p50": statistics.median(lat) if lat else float("nan"),
             "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
-            "errors": errors[0], "tokens_per_s": tokens[0] / wall, "answers": answers, "wall": wall}
+            "errors": errors, "tokens": tokens, "tokens_per_s": tokens / wall, "wall": wall,
+            "latencies": lat, **extra}
+
+
+def pooled(results: list[dict]) -> dict:
+    """One kind's rounds as one phase: its requests, tokens and errors over the summed wall time."""
+    return summary([t for r in results for t in r["latencies"]], sum(r["tokens"] for r in results),
+                   sum(r["errors"] for r in results), sum(r["wall"] for r in results))
 
 
 def differing(url: str, model: str, answers: dict) -> tuple[int, int]:
@@ -135,8 +146,8 @@ def soup_only(args) -> None:
     totals = {name: pooled(r) for name, r in runs.items()}
     for name, r in totals.items():
         print(f"  {name:8s} {r['requests']:5d} requests  {r['rps']:6.1f} req/s  p50 {r['p50'] * 1e3:7.1f} ms"
-              f"  errors {r['errors']}  {r['tokens_per_s']:7.1f} tokens/s  "
-              f"{r['tokens_per_answer']:5.1f} tokens/answer")
+              f"  p99 {r['p99'] * 1e3:7.1f} ms  errors {r['errors']}  {r['tokens_per_s']:7.1f} tokens/s  "
+              f"{r['tokens'] / max(r['requests'], 1):5.1f} tokens/answer")
     each = [f"{s['tokens_per_s'] / p['tokens_per_s']:.2f}" for s, p in zip(runs["steered"], runs["plain"])]
     print(f"errors = {sum(r['errors'] for r in totals.values())}  (target 0)")
     ratio = totals["steered"]["tokens_per_s"] / totals["plain"]["tokens_per_s"]
@@ -144,15 +155,6 @@ def soup_only(args) -> None:
           f"steered / one preference = "
           f"{totals['steered']['tokens_per_s'] / totals['one pref']['tokens_per_s']:.2f}")
 
-
-def pooled(results: list[dict]) -> dict:
-    """One kind's rounds as one phase: tokens and requests over the summed wall time."""
-    wall = sum(r["wall"] for r in results)
-    requests = sum(r["requests"] for r in results)
-    tokens = sum(r["tokens_per_s"] * r["wall"] for r in results)
-    return {"requests": requests, "rps": requests / wall, "tokens_per_s": tokens / wall,
-            "p50": statistics.median(r["p50"] for r in results), "errors": sum(r["errors"] for r in results),
-            "tokens_per_answer": tokens / max(requests, 1)}
 
 
 def main() -> None:
