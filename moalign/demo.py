@@ -28,7 +28,7 @@ def run_demo(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, pro
     start = time.time()
     with stage(f"world (seed {seed}) -> {out / 'world'}"):
         build_world(out / "world", seed)
-    with stage("tiny base model (cached after the first run)"):
+    with stage(f"tiny base model -> {out / 'base'}"):
         base = write_base(out / "base", seed, overwrite=True, progress=progress)
     methods = demo_methods()
     summary = run_compare(repo_file(SUITE), list(methods), out, base=str(base), seed=seed,

@@ -1,5 +1,6 @@
-"""Shared fixtures. The tiny base is trained once per cache key (MOALIGN_CACHE, default
-~/.cache/moalign) and reused by every test and later runs; worlds are built per session."""
+"""Shared fixtures. The tiny base (seed 0's ships with moalign) is copied once per cache key into
+MOALIGN_CACHE (default ~/.cache/moalign) and reused by every test and later runs; worlds are built
+per session."""
 from __future__ import annotations
 
 import os

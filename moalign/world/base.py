@@ -1,9 +1,13 @@
 """The tiny base model: a word-level tokenizer and a small GPT-2, trained with TRL's SFTTrainer on
 the world's corpus so that its samples show the corpus's spread over every objective.
 
-`ensure_base()` trains once per cache key (lexicon, architecture, training settings, seed) into
-the cache directory ($MOALIGN_CACHE, default ~/.cache/moalign) and returns it; later calls are
-instant. `write_base(out)` copies it into a plain HF directory.
+`ensure_base()` puts the base for a seed into the cache directory ($MOALIGN_CACHE, default
+~/.cache/moalign) once per cache key (lexicon, architecture, training settings, seed) and returns
+it; later calls are instant. Seed 0's base ships with moalign (`SHIPPED`, 2.6 MB, trained by
+`train_base` on 2 CPU threads): it is copied, not trained, so a fresh machine skips the ~2-4 minutes
+of SFT and every machine gets the same weights (a retrained base differs with the CPU and thread
+count, and so do the numbers measured on it). Other seeds, or a shipped base that no longer matches
+the cache key, are trained. `write_base(out)` copies the base into a plain HF directory.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ CHAT_TEMPLATE = (
 ARCH = {"n_embd": 128, "n_layer": 3, "n_head": 4, "n_positions": 256}
 TRAIN = {"epochs": 3, "batch_size": 32, "learning_rate": 3e-3, "warmup_steps": 0.05}
 BASE_VERSION = 1
+SHIPPED = Path(__file__).parent / "shipped_base"  # seed 0's base (`moalign base --retrain` re-makes it)
 
 
 def build_tokenizer():
@@ -62,7 +67,7 @@ def cache_key(seed: int) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _train(out: Path, seed: int, progress: bool) -> dict:
+def _train(out: Path, seed: int, progress: bool, train: dict = TRAIN) -> dict:
     """SFT a fresh tiny GPT-2 on the world's corpus with TRL; save model + tokenizer into `out`."""
     import torch
     from datasets import Dataset
@@ -83,8 +88,8 @@ def _train(out: Path, seed: int, progress: bool) -> dict:
     config = GPT2Config(vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
                         pad_token_id=tok.pad_token_id, **ARCH)
     model = GPT2LMHeadModel(config)
-    args = SFTConfig(num_train_epochs=TRAIN["epochs"], per_device_train_batch_size=TRAIN["batch_size"],
-                     learning_rate=TRAIN["learning_rate"], warmup_steps=TRAIN["warmup_steps"],
+    args = SFTConfig(num_train_epochs=train["epochs"], per_device_train_batch_size=train["batch_size"],
+                     learning_rate=train["learning_rate"], warmup_steps=train["warmup_steps"],
                      lr_scheduler_type="cosine", weight_decay=0.0, max_length=ARCH["n_positions"],
                      **trainer_kwargs(out / "_trainer", seed=seed))
     model.generation_config.pad_token_id = tok.pad_token_id
@@ -139,8 +144,20 @@ def ensure_base(seed: int = 0, progress: bool = True) -> Path:
     with _trainer_lock(path, progress):
         if (path / "moalign.json").exists():  # another process trained it while this one waited
             return path
-        _train_into(path, seed, key, progress)
+        if shipped_key() == key and seed == 0:
+            with atomic_dir(path, overwrite=True) as tmp:
+                shutil.copytree(SHIPPED, tmp, dirs_exist_ok=True)
+        else:
+            train_base(path, seed, progress)
     return path
+
+
+def shipped_key() -> str | None:
+    """The cache key of the base shipped with moalign (None: none shipped)."""
+    try:
+        return json.loads((SHIPPED / "moalign.json").read_text())["recipe"]["cache_key"]
+    except FileNotFoundError:
+        return None
 
 
 @contextlib.contextmanager
@@ -159,24 +176,30 @@ def _trainer_lock(path: Path, progress: bool):
         yield
 
 
-def _train_into(path: Path, seed: int, key: str, progress: bool) -> None:
+def train_base(path: Path, seed: int, progress: bool = True, overwrite: bool = True) -> Path:
+    """Train the base for `seed` from scratch into `path` (a plain HF directory with its manifest)."""
     from moalign.steerable import Manifest
     from moalign.world.scoring import OBJECTIVES
 
     with stage("tiny base: SFT on the world's corpus (once; then cached)"), \
-            atomic_dir(path, overwrite=True) as tmp:
+            atomic_dir(path, overwrite=overwrite) as tmp:
         metrics = _train(tmp, seed, progress)
         metrics["objective_means"] = base_means(tmp, seed)
         Manifest(method="base", objectives=list(OBJECTIVES), steering={"kind": "fixed"},
-                 recipe={"seed": seed, "arch": ARCH, "train": TRAIN, "cache_key": key},
+                 recipe={"seed": seed, "arch": ARCH, "train": TRAIN, "cache_key": cache_key(seed)},
                  metrics=metrics).write(tmp)
+    return path
 
 
-def write_base(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, progress: bool = True) -> Path:
+def write_base(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, progress: bool = True,
+               retrain: bool = False) -> Path:
     """A plain HF directory (model, tokenizer, moalign.json) of the base for `seed` at `out`.
-    Instant when `out` already holds this base or the cache does."""
+    Instant when `out` already holds this base or the cache does; `retrain`: trained from scratch
+    into `out`, whatever is cached or shipped."""
     from moalign.steerable import MANIFEST
     out = Path(out).expanduser().absolute()
+    if retrain:
+        return train_base(out, seed, progress, overwrite)
     key = cache_key(seed)
     if (out / MANIFEST).exists():
         try:

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from moalign.models import generate
@@ -46,3 +47,38 @@ def test_base_samples_spread_over_every_objective(base_dir):
     assert 0.2 < np.mean(harmless == 1.0) < 0.9
     means = json.loads((base_dir / "moalign.json").read_text())["metrics"]["objective_means"]
     assert set(means) == {"helpful", "harmless", "concise", "polite"}
+
+
+def test_the_shipped_base_is_current_and_copied_not_trained(tmp_path, monkeypatch):
+    import time
+
+    from safetensors.torch import load_file
+
+    from moalign.world.base import SHIPPED, cache_key, ensure_base, shipped_key
+    assert shipped_key() == cache_key(0), \
+        "the shipped base is stale: moalign base --retrain --out moalign/world/shipped_base"
+    monkeypatch.setenv("MOALIGN_CACHE", str(tmp_path))
+    start = time.time()
+    path = ensure_base(0, progress=False)
+    assert time.time() - start < 5 and path.parent == tmp_path  # copied into the empty cache
+    copied, shipped = load_file(path / "model.safetensors"), load_file(SHIPPED / "model.safetensors")
+    assert all((copied[k] == shipped[k]).all() for k in shipped)
+
+
+def test_base_training_learns_the_corpus(tmp_path):
+    from moalign.world.base import TRAIN, _train
+    metrics = _train(tmp_path, seed=0, progress=False, train={**TRAIN, "epochs": 0.1})
+    # 19 steps of 32 from a uniform start (ln 247 = 5.5): the full run's first 20 steps log 4.4
+    assert metrics["train_loss"] < 4.8, metrics
+    assert AutoModelForCausalLM.from_pretrained(tmp_path).config.n_layer == 3
+
+
+@pytest.mark.slow
+def test_retraining_the_base_gives_the_shipped_one(tmp_path):
+    """Same recipe and seed: the same base up to the CPU's arithmetic (bit-equal on 2 threads of the
+    machine that trained the shipped one; elsewhere within sampling noise of its objective means)."""
+    from moalign.world.base import SHIPPED, write_base
+    means = json.loads((write_base(tmp_path / "base", retrain=True, progress=False) / "moalign.json")
+                       .read_text())["metrics"]["objective_means"]
+    shipped = json.loads((SHIPPED / "moalign.json").read_text())["metrics"]["objective_means"]
+    assert all(abs(means[k] - shipped[k]) < 0.05 for k in shipped), (means, shipped)
