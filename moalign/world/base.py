@@ -144,7 +144,7 @@ def ensure_base(seed: int = 0, progress: bool = True) -> Path:
     with _trainer_lock(path, progress):
         if (path / "moalign.json").exists():  # another process trained it while this one waited
             return path
-        if shipped_key() == key and seed == 0:
+        if shipped_key() == key:  # the key holds the seed
             with atomic_dir(path, overwrite=True) as tmp:
                 shutil.copytree(SHIPPED, tmp, dirs_exist_ok=True)
         else:
@@ -181,7 +181,7 @@ def train_base(path: Path, seed: int, progress: bool = True, overwrite: bool = T
     from moalign.steerable import Manifest
     from moalign.world.scoring import OBJECTIVES
 
-    with stage("tiny base: SFT on the world's corpus (once; then cached)"), \
+    with stage(f"tiny base (seed {seed}): SFT on the world's corpus"), \
             atomic_dir(path, overwrite=overwrite) as tmp:
         metrics = _train(tmp, seed, progress)
         metrics["objective_means"] = base_means(tmp, seed)
