@@ -180,7 +180,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     from moalign.preference import grid
     from moalign.progress import stage
     from moalign.training import base_path
-    from moalign.training.dpo import dpo_key, dpo_pairs, train_dpo
+    from moalign.training.dpo import dpo_pairs, dpo_step
     from moalign.training.interpolation import write_manifest
     from moalign.training.reward_model import train_reward_model
 
@@ -198,20 +198,17 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         for j in others:
             source, where = cfg.objectives[j], tmp / "margins" / j
 
-            def margin(j=j, source=source, where=where) -> None:
-                if source == "dpo":
-                    train_dpo(base, j, margin_dpo, where, lora=cfg.lora, seed=cfg.seed, progress=progress,
-                              pairs=margin_pairs[j])
-                else:
-                    train_reward_model(base, pairs[j], where, epochs=cfg.margin_dpo.epochs,
-                                       learning_rate=cfg.margin_dpo.learning_rate,
-                                       batch_size=cfg.margin_dpo.batch_size, seed=cfg.seed,
-                                       progress=progress)
+            def reward_model(j=j, where=where) -> None:
+                train_reward_model(base, pairs[j], where, epochs=cfg.margin_dpo.epochs,
+                                   learning_rate=cfg.margin_dpo.learning_rate,
+                                   batch_size=cfg.margin_dpo.batch_size, seed=cfg.seed, progress=progress)
 
-            share = (dpo_key(base, margin_dpo, margin_pairs[j], cfg.lora, cfg.seed) if source == "dpo"
-                     else None)
             with stage(f"margin {source} for {j}"):
-                trained = step(where, margin, watch, share) if source in ("dpo", "reward_model") else 0.0
+                if source == "dpo":
+                    trained = dpo_step(where, base, j, margin_dpo, margin_pairs[j], lora=cfg.lora,
+                                       seed=cfg.seed, progress=progress, watch=watch)
+                else:
+                    trained = step(where, reward_model, watch) if source == "reward_model" else 0.0
             start = time.time()
             if source == "dpo":
                 spec = f"implicit:{where}?ref={base}&beta={cfg.margin_dpo.beta}"
@@ -243,9 +240,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 elif not active and cfg.loss_type == "sigmoid":  # plain DPO on kk's pairs, as a soup's expert
                     plain = DPO(epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                                 beta=cfg.beta, batch_size=cfg.batch_size)
-                    seconds[rel] = step(tmp / rel, lambda kk=kk, rel=rel: train_dpo(
-                        base, kk, plain, tmp / rel, lora=cfg.lora, seed=cfg.seed, progress=progress,
-                        pairs=pairs[kk]), watch, dpo_key(base, plain, pairs[kk], cfg.lora, cfg.seed))
+                    seconds[rel] = dpo_step(tmp / rel, base, kk, plain, pairs[kk], lora=cfg.lora,
+                                            seed=cfg.seed, progress=progress, watch=watch)
                 else:
                     rows = [dict(p, margin_chosen=sum(w[j] * rewards[j, kk][0][n] for j in active),
                                  margin_rejected=sum(w[j] * rewards[j, kk][1][n] for j in active))

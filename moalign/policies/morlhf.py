@@ -19,7 +19,7 @@ from pydantic import Field
 
 from moalign.config import Seed, Strict
 from moalign.training.lora import Lora
-from moalign.training.rl import RL, rl_key, train_rl
+from moalign.training.rl import RL, rl_step
 
 
 class Config(Strict):
@@ -38,7 +38,7 @@ class Config(Strict):
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import Stopwatch, atomic_dir, step
+    from moalign.files import Stopwatch, atomic_dir
     from moalign.preference import grid
     from moalign.progress import stage
     from moalign.training import base_path
@@ -53,12 +53,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         for i, pref in enumerate(prefs):
             rel = f"points/{i:02d}"
             with stage(f"point {i + 1}/{len(prefs)}: {pref}"):
-                seconds.append(step(tmp / rel,
-                                    lambda: train_rl(base, cfg.objectives, list(pref.weights), cfg.rl,
-                                                     tmp / rel, lora=cfg.lora, seed=cfg.seed,
-                                                     progress=progress),
-                                    watch, share=rl_key(base, cfg.objectives, list(pref.weights), cfg.rl,
-                                                        cfg.lora, cfg.seed)))
+                seconds.append(rl_step(tmp / rel, base, cfg.objectives, list(pref.weights), cfg.rl,
+                                       lora=cfg.lora, seed=cfg.seed, progress=progress, watch=watch))
             anchors.append({"preference": pref.as_dict(), "path": rel})
         write_manifest(tmp, method="morlhf", objectives=names, base=base, anchors=anchors,
                        tokenizer=anchors[0]["path"], semantics="lora-cat" if cfg.lora else "full",

@@ -19,10 +19,10 @@ from pydantic import Field, model_validator
 
 from moalign.config import Seed, Strict
 from moalign.errors import MoalignError
-from moalign.training.dpo import DPO, dpo_key, dpo_pairs, train_dpo
+from moalign.training.dpo import DPO, dpo_pairs, dpo_step
 from moalign.training.interpolation import anchors_at_vertices, write_manifest
 from moalign.training.lora import Lora
-from moalign.training.rl import RL, rl_key, train_rl
+from moalign.training.rl import RL, rl_step
 
 
 class Config(Strict):
@@ -59,7 +59,7 @@ class Config(Strict):
 
 def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = True,
           recipe: dict | None = None) -> Path:
-    from moalign.files import Stopwatch, atomic_dir, step
+    from moalign.files import Stopwatch, atomic_dir
     from moalign.progress import stage
     from moalign.training import base_path
 
@@ -74,18 +74,11 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
             target = tmp / "experts" / name
             with stage(f"expert {i + 1}/{len(names)}: {name}"):
                 if cfg.dpo is None:
-                    seconds[name] = step(target,
-                                         lambda: train_rl(base, {name: cfg.objectives[name]}, [1.0], cfg.rl,
-                                                          target, lora=cfg.lora, seed=cfg.seed,
-                                                          progress=progress),
-                                         watch, share=rl_key(base, {name: cfg.objectives[name]}, [1.0],
-                                                             cfg.rl, cfg.lora, cfg.seed))
+                    seconds[name] = rl_step(target, base, {name: cfg.objectives[name]}, [1.0], cfg.rl,
+                                            lora=cfg.lora, seed=cfg.seed, progress=progress, watch=watch)
                 else:
-                    seconds[name] = step(target,
-                                         lambda: train_dpo(base, name, cfg.dpo, target, lora=cfg.lora,
-                                                           seed=cfg.seed, progress=progress,
-                                                           pairs=pairs[name]),
-                                         watch, share=dpo_key(base, cfg.dpo, pairs[name], cfg.lora, cfg.seed))
+                    seconds[name] = dpo_step(target, base, name, cfg.dpo, pairs[name], lora=cfg.lora,
+                                             seed=cfg.seed, progress=progress, watch=watch)
         paths = {n: f"experts/{n}" for n in names}
         write_manifest(tmp, method="soup", objectives=names, base=base,
                        anchors=anchors_at_vertices(names, paths),

@@ -33,11 +33,16 @@ def dpo_pairs(cfg: DPO, objectives: list[str]) -> dict[str, list[dict]]:
     return objective_pairs(data, objectives, cfg.columns)
 
 
-def dpo_key(base: str, cfg: DPO, pairs: list[dict], lora: Lora | None, seed: int) -> str:
-    """What `train_dpo` reads, hashed: equal keys train the same model (`moalign.files.sharing`)."""
-    from moalign.files import share_key
-    return share_key("dpo", base=str(base), dpo=cfg.model_dump(exclude={"data", "columns"}), pairs=pairs,
-                     lora=lora.model_dump() if lora else None, seed=seed)
+def dpo_step(out: Path, base: str, objective: str, cfg: DPO, pairs: list[dict], *, lora: Lora | None,
+             seed: int, progress: bool, watch=None) -> float:
+    """`train_dpo` on `pairs` into `out` as a `moalign.files.step` (kept across a resumed run;
+    inside `sharing`, trained once for every method that asks for it), keyed by what it trains on:
+    the pairs themselves, not the file they came from."""
+    from moalign.files import share_key, step
+    key = share_key("dpo", base=str(base), dpo=cfg.model_dump(exclude={"data", "columns"}), pairs=pairs,
+                    lora=lora.model_dump() if lora else None, seed=seed)
+    return step(out, lambda: train_dpo(base, objective, cfg, out, lora=lora, seed=seed, progress=progress,
+                                       pairs=pairs), watch, share=key)
 
 
 def train_dpo(base: str, objective: str, cfg: DPO, out: Path, *, lora: Lora | None = None, seed: int = 0,

@@ -99,13 +99,16 @@ def weighted(objectives: dict[str, str], weights: list[float]) -> tuple[dict[str
     return {name: spec for name, spec, _ in kept}, [w for _, _, w in kept]
 
 
-def rl_key(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, lora: Lora | None,
-           seed: int) -> str:
-    """What `train_rl` reads, hashed: equal keys train the same model (`moalign.files.sharing`)."""
-    objectives, weights = weighted(objectives, weights)
-    from moalign.files import share_key
-    return share_key("rl", base=str(base), objectives=objectives, weights=weights, rl=cfg.model_dump(),
-                     lora=lora.model_dump() if lora else None, seed=seed)
+def rl_step(out: Path, base: str, objectives: dict[str, str], weights: list[float], cfg: RL, *,
+            lora: Lora | None, seed: int, progress: bool, watch=None) -> float:
+    """`train_rl` into `out` as a `moalign.files.step` (kept across a resumed run; inside `sharing`,
+    trained once for every method that asks for it), keyed by the same arguments it trains on."""
+    from moalign.files import share_key, step
+    kept, kept_weights = weighted(objectives, weights)
+    key = share_key("rl", base=str(base), objectives=kept, weights=kept_weights, rl=cfg.model_dump(),
+                    lora=lora.model_dump() if lora else None, seed=seed)
+    return step(out, lambda: train_rl(base, objectives, weights, cfg, out, lora=lora, seed=seed,
+                                      progress=progress), watch, share=key)
 
 
 def train_rl(base: str, objectives: dict[str, str], weights: list[float], cfg: RL, out: Path, *,

@@ -36,12 +36,12 @@ def test_modpo_on_ultrafeedback_and_hh_pairs(hh, ultrafeedback, base_dir, tmp_pa
 
 
 def test_soup_checks_every_experts_labels_before_training(pku, base_dir, tmp_path, monkeypatch):
-    import moalign.soups.soup as soup
+    import moalign.training.dpo as dpo
 
     rows = [json.loads(line) for line in pku.read_text().splitlines()]
     rows[11]["safer_response_id"] = 2
     bad = jsonl(tmp_path / "bad.jsonl", rows)
-    monkeypatch.setattr(soup, "train_dpo", lambda *a, **k: pytest.fail("an expert trained before the check"))
+    monkeypatch.setattr(dpo, "train_dpo", lambda *a, **k: pytest.fail("an expert trained before the check"))
     with pytest.raises(MoalignError) as info:
         train("soups/world_dpo.yaml", [f"base_model={base_dir}", f"dpo.data={bad}",
                                        f"dpo.columns={PKU_COLUMNS}"], tmp_path / "s")

@@ -75,8 +75,8 @@ def test_morlhf_front_interpolates_between_trained_points(base_dir, tmp_path):
 
 
 def test_morlhf_resumes_after_a_crash_without_retraining_finished_points(base_dir, tmp_path, stop_at):
-    import moalign.policies.morlhf as morlhf
-    calls = stop_at(morlhf, "train_rl", 2)  # the user stops the second point
+    import moalign.training.rl as rl
+    calls = stop_at(rl, "train_rl", 2)  # the user stops the second point
     overrides = [f"base_model={base_dir}", "grid=1"] + FAST_RL
     with pytest.raises(KeyboardInterrupt):
         train_recipe("policies/morlhf.yaml", overrides, out=str(tmp_path / "m"), progress=False)
@@ -95,16 +95,16 @@ def test_morlhfs_vertices_are_the_soups_experts_and_train_once(base_dir, tmp_pat
     """MORLHF's point at w = (1, 0) is RL on helpful alone (a reward at weight 0 is not scored), the
     soup's expert: inside `compare` (files.sharing) it trains once, and the copy has the bytes the
     soup's own training writes."""
-    import moalign.soups.soup as soup_module
+    import moalign.training.rl as rl
     from moalign.files import sharing
     alone = train_recipe("soups/world.yaml", [f"base_model={base_dir}", *FAST_RL],
                          out=str(tmp_path / "alone"), progress=False)
     calls = []
-    real = soup_module.train_rl
-    monkeypatch.setattr(soup_module, "train_rl", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    real = rl.train_rl
     with sharing(tmp_path / "shared"):
         morlhf = train_recipe("policies/morlhf.yaml", [f"base_model={base_dir}", "grid=2", *FAST_RL],
                               out=str(tmp_path / "morlhf"), progress=False)
+        monkeypatch.setattr(rl, "train_rl", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
         soup = train_recipe("soups/world.yaml", [f"base_model={base_dir}", *FAST_RL],
                             out=str(tmp_path / "soup"), progress=False)
     assert calls == [] and len(list((tmp_path / "shared").iterdir())) == 3  # MORLHF's points
