@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 # The install skips byte-compiling (--no-compile, below), so Python must be free to cache what it
-# compiles on first use: with PYTHONDONTWRITEBYTECODE set (as some sandboxes and CI images do) every
+# compiles on first use: with PYTHONDONTWRITEBYTECODE set (this project's machine sets it) every
 # process compiled torch, transformers and TRL from source again (importing them: 14-17 s against
 # 6-8 s with the cache, in the demo's main process, in each of its workers and in every CLI test).
 unexport PYTHONDONTWRITEBYTECODE
