@@ -156,7 +156,6 @@ def soup_only(args) -> None:
           f"{totals['steered']['tokens_per_s'] / totals['one pref']['tokens_per_s']:.2f}")
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)

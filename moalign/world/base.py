@@ -154,9 +154,14 @@ def ensure_base(seed: int = 0, progress: bool = True) -> Path:
 
 def shipped_key() -> str | None:
     """The cache key of the base shipped with moalign (None: none shipped)."""
+    return _key_of(SHIPPED)
+
+
+def _key_of(path: Path) -> str | None:
+    """The cache key in the manifest of the base at `path` (None: no readable base manifest)."""
     try:
-        return json.loads((SHIPPED / "moalign.json").read_text())["recipe"]["cache_key"]
-    except FileNotFoundError:
+        return json.loads((path / "moalign.json").read_text())["recipe"]["cache_key"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError, TypeError):
         return None
 
 
@@ -196,18 +201,12 @@ def write_base(out: str | os.PathLike, seed: int = 0, overwrite: bool = False, p
     """A plain HF directory (model, tokenizer, moalign.json) of the base for `seed` at `out`.
     Instant when `out` already holds this base or the cache does; `retrain`: trained from scratch
     into `out`, whatever is cached or shipped."""
-    from moalign.steerable import MANIFEST
     out = Path(out).expanduser().absolute()
     if retrain:
         return train_base(out, seed, progress, overwrite)
-    key = cache_key(seed)
-    if (out / MANIFEST).exists():
-        try:
-            if json.loads((out / MANIFEST).read_text())["recipe"]["cache_key"] == key:
-                _add_decoding(out)
-                return out
-        except (KeyError, json.JSONDecodeError, TypeError):
-            pass
+    if _key_of(out) == cache_key(seed):
+        _add_decoding(out)
+        return out
     cached = ensure_base(seed, progress)
     with atomic_dir(out, overwrite) as tmp:
         shutil.copytree(cached, tmp, dirs_exist_ok=True)
