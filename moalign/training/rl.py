@@ -78,12 +78,16 @@ def rl_args(cfg: RL, weights: list[float], output_dir: Path, *, seed: int, beta:
     from moalign.training import trainer_kwargs
 
     config_cls = GRPOConfig if cfg.algorithm == "grpo" else RLOOConfig
+    # disable_dropout: TRL leaves dropout on in GRPO/RLOO (modern LMs have none), so a base with
+    # dropout (the world's GPT-2, 0.1) sampled its completions from randomly thinned networks, scored
+    # their log-probs under other masks, and measured KL against a clean reference (full
+    # fine-tuning) or a thinned one (LoRA: the reference is the same model, adapters off).
     extra = {"multi_objective_aggregation": cfg.aggregation} if cfg.algorithm == "grpo" else {}
     return config_cls(max_steps=cfg.steps, learning_rate=cfg.learning_rate,
                       beta=cfg.beta if beta is None else beta,
                       num_generations=cfg.num_generations, per_device_train_batch_size=cfg.batch_size,
                       max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
-                      reward_weights=[float(w) for w in weights], **extra,
+                      reward_weights=[float(w) for w in weights], disable_dropout=True, **extra,
                       **trainer_kwargs(output_dir, seed=seed))
 
 
