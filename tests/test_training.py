@@ -70,3 +70,13 @@ def test_rl_samples_and_scores_the_policy_itself_not_a_dropout_thinned_one(base_
              lora=Lora(r=4, alpha=8) if lora else None)
     step = json.loads((tmp_path / "train_log.json").read_text())[-1]
     assert step["kl"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_rl_refuses_lora_dropout_it_would_turn_off(tmp_path):
+    from moalign.errors import MoalignError
+    from moalign.training.lora import Lora
+    from moalign.training.rl import RL, rl_args
+
+    with pytest.raises(MoalignError, match="lora.dropout 0.1: RL trains with every dropout off"):
+        rl_args(RL(), [1.0], tmp_path, seed=0, lora=Lora(dropout=0.1))
+    assert rl_args(RL(), [1.0], tmp_path, seed=0, lora=Lora()).disable_dropout

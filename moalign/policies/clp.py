@@ -192,7 +192,8 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
         if cfg.conditioning != "parameters" and add_missing_tokens(
                 tok, model, [weights_text(names, p.weights) for p in grid(names, 4)]):
             model.save_pretrained(tmp / "base")  # new embedding rows: the checkpoint keeps its own base
-        args = rl_args(cfg.rl, [1.0 / len(names)] * len(names), tmp / "_trainer", seed=cfg.seed, beta=0.0)
+        args = rl_args(cfg.rl, [1.0 / len(names)] * len(names), tmp / "_trainer", seed=cfg.seed, beta=0.0,
+                       lora=cfg.lora)
         set_seed(cfg.seed)  # the adapters' initialisation
         model = attach_adapters(model, adapters, cfg.lora).train()
         trainer = _trainer_class(cfg.rl.algorithm)(model=model, reward_funcs=reward_functions(cfg.objectives),

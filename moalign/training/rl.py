@@ -71,12 +71,17 @@ def rl_dataset(tokenizer, cfg: RL):
                               for p in _raw_prompts(cfg.prompts)])
 
 
-def rl_args(cfg: RL, weights: list[float], output_dir: Path, *, seed: int, beta: float | None = None):
-    """TRL's GRPOConfig or RLOOConfig for `cfg` (beta overridable), with these reward weights."""
+def rl_args(cfg: RL, weights: list[float], output_dir: Path, *, seed: int, beta: float | None = None,
+            lora: Lora | None = None):
+    """TRL's GRPOConfig or RLOOConfig for `cfg` (beta overridable), with these reward weights; the
+    LoRA adapters the run trains, if any, are checked (RL turns their dropout off too)."""
     from trl import GRPOConfig, RLOOConfig
 
     from moalign.training import trainer_kwargs
 
+    if lora is not None and lora.dropout:
+        raise MoalignError(f"lora.dropout {lora.dropout}: RL trains with every dropout off (a completion "
+                           "must come from the policy that scores it); set lora.dropout to 0")
     config_cls = GRPOConfig if cfg.algorithm == "grpo" else RLOOConfig
     # disable_dropout: TRL leaves dropout on in GRPO/RLOO (modern LMs have none), so a base with
     # dropout (the world's GPT-2, 0.1) sampled its completions from randomly thinned networks, scored
@@ -133,7 +138,7 @@ def train_rl_on(base: str, reward_funcs: list, weights: list[float], cfg: RL, ou
     tok = load_tokenizer(base)
     model = load_causal_lm(base, train=True).train()
     trainer_cls = GRPOTrainer if cfg.algorithm == "grpo" else RLOOTrainer
-    args = rl_args(cfg, weights, out / "_trainer", seed=seed)
+    args = rl_args(cfg, weights, out / "_trainer", seed=seed, lora=lora)
     trainer = shown(seeded(trainer_cls, seed, model=model, reward_funcs=reward_funcs, args=args,
                            train_dataset=rl_dataset(tok, cfg), processing_class=tok,
                            peft_config=lora.peft() if lora else None), progress)
