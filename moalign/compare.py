@@ -125,15 +125,17 @@ def run_compare(suite_path: str | os.PathLike, methods: Sequence[str], out: str 
     return summary
 
 
-def _start_order(job) -> tuple[bool, bool]:
+def _start_order(job) -> tuple[bool, bool, bool]:
     """Longest first, as far as a recipe tells (side by side, the last to start bounds the wall
-    time): a method that reuses another's trainings has the least of its own, so it goes last and
-    fills the tail; RL methods, the slowest per step, go first. The demo on 2 cores (CLP ~4 min,
-    MODPO and DPA ~2:40, the soup ~2:30, RiC ~2:00, MORLHF ~1:30 after the soup, SFT ~25 s):
-    with MORLHF started third, DPA started last and ended the trainings; with MORLHF last, the
-    trainings took 8:22 and 8:27 instead of 9:06 and 8:49 (the two orders in turn, base cached)."""
+    time): a fixed policy (SFT: one short training) goes last, after a method that reuses another's
+    trainings (the least of its own); RL methods, the slowest per step, go first. The demo on 2 cores
+    (CLP ~4 min, MODPO and DPA ~2:40, the soup ~2:30, RiC ~2:00, MORLHF ~1:30 after the soup, SFT ~25
+    s): with MORLHF started third, DPA started last and ended the trainings; with MORLHF last, the
+    trainings took 8:22 and 8:27 instead of 9:06 and 8:49 (the two orders in turn, base cached).
+    SFT, started third, then left one worker idle for the last minute or more while DPA trained."""
     from moalign.config import load_yaml
-    return bool(job.after), "rl" not in load_yaml(job.recipe)
+    fixed = registry.method(Path(job.out).name).steering == "fixed"
+    return fixed, bool(job.after), "rl" not in load_yaml(job.recipe)
 
 
 def _after_reused(todo: list) -> list:

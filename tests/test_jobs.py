@@ -50,11 +50,12 @@ def test_a_method_that_reuses_the_soups_trainings_starts_after_the_soup():
 
 
 def test_the_demos_trainings_start_longest_first():
-    """RL methods first (the slowest per step), methods that reuse another's trainings last (the
-    least of their own: they fill the tail); otherwise the order given."""
+    """RL methods first (the slowest per step), then methods that reuse another's trainings (the
+    least of their own: they fill the tail), the fixed policy (one SFT) last; otherwise the order
+    given."""
     from moalign.compare import _after_reused, _start_order
     from moalign.registry import demo_methods, method
 
     todo = [Training(f"train {m}", method(m).recipe, (), f"/runs/{m}") for m in demo_methods()]
     order = [Path(j.out).name for j in sorted(_after_reused(todo), key=_start_order)]
-    assert order == ["soup", "clp", "sft", "modpo", "ric", "dpa", "morlhf"]
+    assert order == ["soup", "clp", "modpo", "ric", "dpa", "morlhf", "sft"]
