@@ -132,7 +132,7 @@ def _start_order(job) -> tuple[bool, bool, bool]:
     (CLP ~4 min, MODPO and DPA ~2:40, the soup ~2:30, RiC ~2:00, MORLHF ~1:30 after the soup, SFT ~25
     s): with MORLHF started third, DPA started last and ended the trainings; with MORLHF last, the
     trainings took 8:22 and 8:27 instead of 9:06 and 8:49 (the two orders in turn, base cached).
-    SFT, started third, then left one worker idle for the last minute or more while DPA trained."""
+    SFT (~20 s) fills the tail best; started third, it left the longer trainings to end last."""
     from moalign.config import load_yaml
     fixed = registry.method(Path(job.out).name).steering == "fixed"
     return fixed, bool(job.after), "rl" not in load_yaml(job.recipe)
