@@ -1,5 +1,6 @@
-"""Seeding is explicit: building a trainer's arguments draws nothing and reseeds nothing; building the
-trainer seeds every global generator first (peft's LoRA init happens in TRL's constructor)."""
+"""The shared training parts. Seeding is explicit: building a trainer's arguments draws nothing and
+reseeds nothing; building the trainer seeds every global generator first (peft's LoRA init happens in
+TRL's constructor). Trackers pass through. RL trains with dropout off."""
 import pytest
 import torch
 
