@@ -207,8 +207,10 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 if source == "dpo":
                     trained = dpo_step(where, base, j, margin_dpo, margin_pairs[j], lora=cfg.lora,
                                        seed=cfg.seed, progress=progress, watch=watch)
-                else:
-                    trained = step(where, reward_model, watch) if source == "reward_model" else 0.0
+                elif source == "reward_model":
+                    trained = step(where, reward_model, watch)
+                else:  # a spec: nothing to train
+                    trained = 0.0
             start = time.time()
             if source == "dpo":
                 spec = f"implicit:{where}?ref={base}&beta={cfg.margin_dpo.beta}"
