@@ -165,13 +165,40 @@ def decoding(model, **given) -> dict:
 
 
 @torch.no_grad()
+def shared_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
+    """`generate`'s inputs for a left-padded batch. Where rows repeat (best-of-k sampling: DPA's k
+    answers to each prompt), each distinct prompt but its last token runs through the model once and
+    its keys and values are copied to its rows: `generate` starts from that cache. The answers are
+    the same (greedy: equal; sampled: the same draws from logits equal to float rounding). DPA's demo
+    training (3 rounds of 512 prompts x 8 samples, the world base, one thread): 123 and 139 s of CPU
+    against 150 and 152 s, the same weights. (GRPO's groups repeat prompts too; routed through here
+    through TRL, the soup's 15-step experts took the same time, their 21-token prompts cheap beside
+    64-token answers, so RL does not.)"""
+    plain = {"input_ids": input_ids, "attention_mask": attention_mask}
+    distinct, rows = torch.unique(torch.cat([input_ids, attention_mask], 1), dim=0, return_inverse=True)
+    if len(distinct) == len(input_ids) or input_ids.shape[1] < 2:
+        return plain
+    ids, mask = distinct.split(input_ids.shape[1], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: as `generate` numbers positions
+    cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                  use_cache=True).past_key_values
+    if not hasattr(cache, "reorder_cache"):  # a model without transformers' Cache: no sharing
+        return plain
+    cache.reorder_cache(rows)
+    return {**plain, "past_key_values": cache}
+
+
+@torch.no_grad()
 def generate_rendered(model, tokenizer, texts: Sequence[str], *, max_new_tokens: int = 48,
                       do_sample: bool | None = None, temperature: float | None = None,
                       top_p: float | None = None, top_k: int | None = None, seed: int = 0,
-                      batch_size: int = 64, streamer=None, stopping_criteria=None) -> list[str]:
+                      batch_size: int = 64, streamer=None, stopping_criteria=None,
+                      share_prompts: bool = False) -> list[str]:
     """Answers to already rendered prompt texts (what the model sees), in order. Unset sampling
     settings come from `decoding`. `stopping_criteria` lets a caller end generation early (the
-    server stops a stream whose client has gone)."""
+    server stops a stream whose client has gone). `share_prompts`: a text that repeats in a batch
+    runs through the model once (`shared_prompts`); only for a model that computes each row alone
+    (not a soup's per-row mixture, where equal texts can have different weights)."""
     out: list[str] = []
     device = next(model.parameters()).device
     settings = decoding(model, do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k)
@@ -184,6 +211,8 @@ def generate_rendered(model, tokenizer, texts: Sequence[str], *, max_new_tokens:
         torch.manual_seed(seed + start)
         batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
+        if share_prompts:
+            batch = shared_prompts(model, batch["input_ids"], batch["attention_mask"])
         gen = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=tokenizer.eos_token_id, streamer=streamer,
                              stopping_criteria=stopping_criteria, **kwargs)

@@ -198,7 +198,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 rep = np.repeat(np.arange(len(prompts)), cfg.k)  # k samples per prompt
                 answers = generate_conditioned(model, tok, [prompts[i] for i in rep],
                                                [systems[i] for i in rep], max_new_tokens=cfg.max_new_tokens,
-                                               seed=cfg.seed + 1000 * r)
+                                               seed=cfg.seed + 1000 * r, share_prompts=True)
                 scores = rewards([prompts[i] for i in rep], answers).reshape(len(prompts), cfg.k,
                                                                              len(names))
                 utility = (scores * dirs[:, None, :]).sum(-1)

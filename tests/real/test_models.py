@@ -84,3 +84,52 @@ def test_greedy_generation_is_deterministic_and_stops_at_eos(tiny_llama, smol_to
     b = generate(model, smol_tokenizer, ["How do I bake bread?"], max_new_tokens=6, do_sample=False)
     assert a[0] == a[1] == b[0]
     assert "<|im_end|>" not in a[0]
+
+
+def test_a_repeated_prompt_runs_through_the_model_once_and_answers_as_alone(base_dir, monkeypatch):
+    """Best-of-k batches (DPA: each prompt k times), asked to share: `generate` starts from a cache
+    computed once per distinct prompt and copied to its rows; the answers are the ones each prompt
+    gets alone. (A soup's per-row mixture must not share: tests/serve/test_users.py.)"""
+    from moalign.models import generate, load_causal_lm, load_tokenizer
+    model, tok = load_causal_lm(base_dir), load_tokenizer(base_dir)
+    prompts = ["how do i fix a lamp", "is it safe to swim", "how do i fix a lamp", "how do i fix a lamp"]
+    started = []
+    plain = model.generate
+
+    def spy(**kwargs):
+        cache = kwargs.get("past_key_values")
+        started.append((kwargs["input_ids"].shape, cache.get_seq_length() if cache is not None else 0))
+        return plain(**kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    together = generate(model, tok, prompts, max_new_tokens=12, do_sample=False, share_prompts=True)
+    (rows, length), cached = started[0]
+    assert rows == 4 and cached == length - 1  # all but each prompt's last token came from the cache
+    alone = {p: generate(model, tok, [p], max_new_tokens=12, do_sample=False)[0] for p in prompts}
+    assert started[-1][1] == 0  # a single prompt: nothing to share
+    assert all(together) and together == [alone[p] for p in prompts]
+
+
+@pytest.mark.parametrize("model_dir", ["base_dir", "tiny_llama"])
+def test_sampling_from_a_shared_prompt_cache_draws_what_plain_generate_draws(model_dir, request):
+    """8 samples of each of 4 prompts (DPA's rounds), seeded, are the texts that transformers'
+    `generate` samples from the full padded batch with the same seed: on GPT-2 (the world base) and on
+    a Llama (SmolLM2's architecture: rotary positions from the left-padded mask)."""
+    import torch
+
+    from moalign.models import generate_rendered, load_causal_lm, load_tokenizer, render_prompt
+    path = request.getfixturevalue(model_dir)
+    model, tok = load_causal_lm(path), load_tokenizer(path)
+    prompts = ["tell me about the river", "how do i fix a lamp", "write a short note", "is it safe"]
+    texts = [render_prompt(tok, p, system=f"helpful {i}") for i, p in enumerate(prompts) for _ in range(8)]
+    shared = generate_rendered(model, tok, texts, max_new_tokens=16, seed=5, do_sample=True, temperature=1.0,
+                               top_p=1.0, top_k=0, share_prompts=True)
+    torch.manual_seed(5)
+    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=16, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    new = out[:, batch["input_ids"].shape[1]:]
+    plain = [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+    assert len(set(shared)) > 8  # sampled: the copies of a prompt differ
+    assert shared == plain
