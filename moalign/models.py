@@ -210,7 +210,7 @@ def generate_rendered(model, tokenizer, texts: Sequence[str], *, max_new_tokens:
     for start in range(0, len(texts), batch_size):
         torch.manual_seed(seed + start)
         batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(device)
+                          padding_side="left", add_special_tokens=False).to(device)  # answers follow
         if share_prompts:
             batch = shared_prompts(model, batch["input_ids"], batch["attention_mask"])
         gen = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,

@@ -133,3 +133,16 @@ def test_sampling_from_a_shared_prompt_cache_draws_what_plain_generate_draws(mod
     plain = [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
     assert len(set(shared)) > 8  # sampled: the copies of a prompt differ
     assert shared == plain
+
+
+def test_a_right_padding_tokenizer_gets_the_same_answers(base_dir):
+    """Batched prompts of different lengths are padded on the left whatever the tokenizer says: a
+    tokenizer loaded elsewhere (right padding, as SmolLM2's) would put the pads between a shorter
+    prompt and its answer."""
+    from moalign.models import generate, load_causal_lm, load_tokenizer
+    model, tok = load_causal_lm(base_dir), load_tokenizer(base_dir)
+    prompts = ["how do i fix a lamp", "is it safe to swim in the river at night"]
+    left = generate(model, tok, prompts, max_new_tokens=12, do_sample=False)
+    tok.padding_side = "right"
+    assert generate(model, tok, prompts, max_new_tokens=12, do_sample=False) == left
+    assert left == [generate(model, tok, [p], max_new_tokens=12, do_sample=False)[0] for p in prompts]
