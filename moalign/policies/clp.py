@@ -166,6 +166,19 @@ def _trainer_class(algorithm: str):
                           for x in inputs]
             return super()._generate_and_score_completions(inputs)
 
+        def _generate_single_turn(self, *args, **kwargs):
+            """Sample with the step's adapter mixture merged into the weights (peft's merge, undone
+            after, as TRL does before it hands weights to vLLM): unmerged, two adapters add four
+            small matmuls per layer and token (CLP's demo run: 196 s CPU against 174 merged, the
+            same adapters within 1e-6). Sharded weights (FSDP, DeepSpeed) and vLLM keep TRL's path."""
+            if self.use_vllm or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+                return super()._generate_single_turn(*args, **kwargs)
+            self.model.merge_adapter()
+            try:
+                return super()._generate_single_turn(*args, **kwargs)
+            finally:
+                self.model.unmerge_adapter()
+
     return CLPTrainer
 
 

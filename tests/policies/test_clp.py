@@ -104,3 +104,43 @@ def test_clp_is_reproducible_whatever_the_process_drew_before(base_dir, world_di
 
     first, second = run("a"), run("b")
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_clp_samples_from_the_mixture_merged_into_the_weights(base_dir, world_dir, tmp_path, monkeypatch):
+    """Each step samples with its adapter mixture merged into the weights: the merged model gives the
+    unmerged mixture's logits, and the base comes back after (up to merge-and-unmerge rounding)."""
+    from peft.tuners.lora import LoraLayer
+    from safetensors.torch import load_file
+    from trl import GRPOTrainer
+
+    from moalign.policies import train_recipe
+
+    seen, models, sample = [], [], GRPOTrainer._generate_single_turn
+
+    def spy(self, prompt_ids, *args, **kwargs):
+        merged = all(m.merged for m in self.model.modules() if isinstance(m, LoraLayer))
+        ids = torch.tensor([prompt_ids[0]])
+        with torch.no_grad():
+            sampled = self.model(input_ids=ids).logits
+            if merged:
+                self.model.unmerge_adapter()
+                mixed = self.model(input_ids=ids).logits
+                self.model.merge_adapter()
+        seen.append((merged, (sampled - mixed).abs().max().item() if merged else None))
+        models.append(self.model)
+        return sample(self, prompt_ids, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_single_turn", spy)
+    train_recipe("policies/clp.yaml", [f"base_model={base_dir}", "rl.steps=3", "rl.batch_size=8",
+                                       "rl.num_generations=4", "rl.max_completion_length=8",
+                                       f"rl.prompts={world_dir}/data/prompts.jsonl"],
+                 out=str(tmp_path / "clp"), progress=False)
+    assert len(seen) == 3 and all(merged for merged, _ in seen), seen
+    assert all(gap < 1e-4 for _, gap in seen), seen  # the mixture's logits, merged
+    model = models[-1]  # the trained model, its mixture unmerged: the base's weights again
+    assert not any(m.merged for m in model.modules() if isinstance(m, LoraLayer))
+    base = load_file(base_dir / "model.safetensors")
+    weights = {k.split("base_model.model.")[-1].replace(".base_layer", ""): v
+               for k, v in model.state_dict().items() if "lora_" not in k}
+    assert len(base.keys() & weights.keys()) > 10
+    assert all(torch.allclose(weights[k], base[k], atol=1e-6) for k in base.keys() & weights.keys())
