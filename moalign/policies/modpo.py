@@ -130,14 +130,15 @@ def _pairs(cfg: Config) -> dict[str, list[dict]]:
     return objective_pairs(cfg.data, list(cfg.objectives), cfg.columns)
 
 
-def reference_logps(base: str, rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi_ref of every pair's chosen and rejected response: the same for every grid point.
+def pair_logps(path: str, rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi of every pair's chosen and rejected response under the model at `path`. Under the base,
+    the reference log-probs: the same for every grid point, and half of a DPO margin's implicit reward.
 
     Computed here rather than by TRL's precompute, which caches them in a per-process temporary file
     that other ranks of a distributed run cannot read."""
     from moalign.models import load_causal_lm, load_tokenizer, sequence_logprobs
 
-    tok, model = load_tokenizer(base), load_causal_lm(base).eval()
+    tok, model = load_tokenizer(path), load_causal_lm(path).eval()
     prompts = [r["prompt"] for r in rows]
     with torch.no_grad():
         return tuple(sequence_logprobs(model, tok, prompts, [r[side] for r in rows])
@@ -194,7 +195,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
     seconds: dict[str, float] = {}
     with atomic_dir(out, overwrite, resume=recipe or cfg.model_dump()) as tmp:
         # stage 1: a margin reward per other objective, scored once on every pair set that may need it
-        margin_models, rewards = {}, {}
+        margin_models, rewards, refs = {}, {}, {}
         for j in others:
             source, where = cfg.objectives[j], tmp / "margins" / j
 
@@ -213,20 +214,21 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                     trained = 0.0
             start = time.time()
             if source == "dpo":
-                spec = f"implicit:{where}?ref={base}&beta={cfg.margin_dpo.beta}"
                 margin_models[j] = where
             else:
-                spec = f"hf:{where}" if source == "reward_model" else source
-            objective = get_objective(spec, j)
-            for o in cfg.objectives:
-                if o != j:
-                    rewards[j, o] = (objective.score([p["prompt"] for p in pairs[o]],
-                                                     [p["chosen"] for p in pairs[o]]),
-                                     objective.score([p["prompt"] for p in pairs[o]],
-                                                     [p["rejected"] for p in pairs[o]]))
+                objective = get_objective(f"hf:{where}" if source == "reward_model" else source, j)
+            for o in (o for o in cfg.objectives if o != j):
+                if source == "dpo":  # beta * log pi_j / pi_ref (what `implicit:` scores): its reference
+                    refs.setdefault(o, pair_logps(base, pairs[o]))  # half is stage 2's too: scored once
+                    rewards[j, o] = tuple(cfg.margin_dpo.beta * (policy - ref).double().numpy()
+                                          for policy, ref in zip(pair_logps(where, pairs[o]), refs[o]))
+                else:
+                    rewards[j, o] = tuple(objective.score([p["prompt"] for p in pairs[o]],
+                                                          [p[side] for p in pairs[o]])
+                                          for side in ("chosen", "rejected"))
             seconds[f"margin:{j}"] = trained + time.time() - start
         # stage 2: one policy per preference
-        anchors, refs = [], {}
+        anchors = []
         prefs = grid(list(cfg.objectives), cfg.grid)
         for i, pref in enumerate(prefs):
             w = pref.as_dict()
@@ -251,7 +253,7 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
 
                     def point(kk=kk, rows=rows, w=w, rel=rel) -> None:
                         if kk not in refs:  # scored once per pair set, counted in the first point's seconds
-                            refs[kk] = reference_logps(base, pairs[kk])
+                            refs[kk] = pair_logps(base, pairs[kk])
                         _stage2(base, rows, refs[kk], cfg.beta, w[kk], cfg, tmp / rel, progress)
 
                     seconds[rel] = step(tmp / rel, point, watch)

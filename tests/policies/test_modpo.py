@@ -203,3 +203,37 @@ def test_inside_compare_the_soups_experts_are_modpos_margin_and_end(base_dir, wo
     seconds = json.loads((modpo / "moalign.json").read_text())["metrics"]
     expert_seconds = json.loads((soup / "moalign.json").read_text())["metrics"]["expert_seconds"]
     assert seconds["train_seconds"] >= sum(expert_seconds.values())
+
+
+def test_a_dpo_margin_is_the_implicit_objectives_reward(base_dir, world_dir, tmp_path, monkeypatch):
+    """Stage 1 scores a DPO margin model and the base once per pair set (the base's half is stage 2's
+    reference too): the margins are, bit for bit, what the `implicit:` objective scores."""
+    import numpy as np
+
+    import moalign.policies.modpo as modpo
+    from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.objectives import get_objective
+    from moalign.policies import train_recipe
+
+    seen, stage2 = [], modpo._stage2
+
+    def record(base, rows, ref, *args):
+        seen.append((rows, ref))
+        return stage2(base, rows, ref, *args)
+
+    monkeypatch.setattr(modpo, "_stage2", record)
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join((world_dir / "data" / "pairwise_multi.jsonl").read_text().splitlines(True)[:40]))
+    fast = ["grid=2", "max_steps=1", "margin_dpo.max_steps=2", "margin_dpo.beta=0.3"]
+    out = train_recipe("policies/modpo.yaml", [f"base_model={base_dir}", f"data={data}", *fast],
+                       out=str(tmp_path / "modpo"), progress=False)
+    (rows, ref), = seen  # the middle point: margin 0.5 * r_helpful on the harmless pairs
+    implicit = get_objective(f"implicit:{out / 'margins' / 'helpful'}?ref={base_dir}&beta=0.3", "helpful")
+    prompts = [r["prompt"] for r in rows]
+    base, tok = load_causal_lm(base_dir), load_tokenizer(base_dir)
+    for n, side in enumerate(("chosen", "rejected")):
+        responses = [r[side] for r in rows]
+        margin = np.array([r[f"margin_{side}"] for r in rows])
+        assert np.array_equal(margin, 0.5 * implicit.score(prompts, responses))
+        assert np.abs(margin).max() > 1e-3  # the margin model moved away from the base
+        assert torch.equal(ref[n], sequence_logprobs(base, tok, prompts, responses))
