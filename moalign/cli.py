@@ -400,6 +400,8 @@ def _front_table(fronts: list[dict]) -> None:
 
 
 def main() -> None:
+    from moalign.device import keep_freed_memory
+    keep_freed_memory()
     _quiet_libraries()
     try:
         code = app(standalone_mode=False)

@@ -30,7 +30,8 @@ def _start_worker(threads: int, device: str | None, dtype: str | None) -> None:
     import torch
 
     from moalign import progress
-    from moalign.device import use
+    from moalign.device import keep_freed_memory, use
+    keep_freed_memory()
     torch.set_num_threads(threads)
     use(device, dtype)
     progress.configure("quiet")  # library output into each run's log.txt; nothing on the terminal
