@@ -129,9 +129,10 @@ def _start_order(job) -> tuple[bool, bool, bool]:
     """Longest first, as far as a recipe tells (side by side, the last to start bounds the wall
     time): a fixed policy (SFT: one short training) goes last, after a method that reuses another's
     trainings (the least of its own); RL methods, the slowest per step, go first. The demo on 2 cores
-    (CLP ~4 min, MODPO and DPA ~2:40, the soup ~2:30, RiC ~2:00, MORLHF ~1:30 after the soup, SFT ~25
-    s): with MORLHF started third, DPA started last and ended the trainings; with MORLHF last, the
-    trainings took 8:22 and 8:27 instead of 9:06 and 8:49 (the two orders in turn, base cached).
+    (2026-12-02: CLP ~3:10, MODPO and DPA ~2:35, the soup ~2:20, RiC ~2:05, MORLHF ~1:15 after the
+    soup, SFT ~25 s; when it was measured CLP took ~4 min): with MORLHF started third, DPA started
+    last and ended the trainings; with MORLHF last, the trainings took 8:22 and 8:27 instead of 9:06
+    and 8:49 (the two orders in turn, base cached).
     SFT (~20 s) fills the tail best; started third, it left the longer trainings to end last."""
     from moalign.config import load_yaml
     fixed = registry.method(Path(job.out).name).steering == "fixed"

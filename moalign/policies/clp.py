@@ -6,9 +6,10 @@ GRPO/RLOO with the trainer's `reward_weights` set to w for that batch), with KL 
 policy is conditioned on w by `conditioning`:
 
 - `parameters`: one LoRA adapter per objective (peft), all active, adapter i scaled by w_i at
-  forward time: theta(w) = theta_0 + sum_i w_i s B_i A_i. The weights are never written, so one
-  loaded model serves any w; `lora.target_modules` picks the conditioned subset (the paper's
-  variants: all layers, attention only, ...).
+  forward time: theta(w) = theta_0 + sum_i w_i s B_i A_i. Serving never writes the weights, so one
+  loaded model serves any w (training samples each step from the mixture merged into them, then
+  unmerges); `lora.target_modules` picks the conditioned subset (the paper's variants: all layers,
+  attention only, ...).
 - `prompt`: one shared adapter; w is written into the system message ("weights helpful 0.3 ...").
 - `both`: per-objective adapters and the prompt.
 
