@@ -213,16 +213,16 @@ def train(cfg: Config, out: Path, *, overwrite: bool = False, progress: bool = T
                 else:  # a spec: nothing to train
                     trained = 0.0
             start = time.time()
-            if source == "dpo":
-                margin_models[j] = where
-            else:
-                objective = get_objective(f"hf:{where}" if source == "reward_model" else source, j)
-            for o in (o for o in cfg.objectives if o != j):
-                if source == "dpo":  # beta * log pi_j / pi_ref (what `implicit:` scores): its reference
-                    refs.setdefault(o, pair_logps(base, pairs[o]))  # half is stage 2's too: scored once
+            scored = [o for o in cfg.objectives if o != j]
+            if source == "dpo":  # beta * log pi_j / pi_ref (what `implicit:` scores): its reference half
+                margin_models[j] = where  # is stage 2's too, so each pair set is scored once under the base
+                for o in scored:
+                    refs.setdefault(o, pair_logps(base, pairs[o]))
                     rewards[j, o] = tuple(cfg.margin_dpo.beta * (policy - ref).double().numpy()
                                           for policy, ref in zip(pair_logps(where, pairs[o]), refs[o]))
-                else:
+            else:
+                objective = get_objective(f"hf:{where}" if source == "reward_model" else source, j)
+                for o in scored:
                     rewards[j, o] = tuple(objective.score([p["prompt"] for p in pairs[o]],
                                                           [p[side] for p in pairs[o]])
                                           for side in ("chosen", "rejected"))
